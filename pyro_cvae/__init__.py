@@ -1,0 +1,49 @@
+"""pyro_cvae: conditional variational autoencoders in Pyro.
+
+A CVAE is a Pyro model/guide pair in which a condition (a class label or an attribute vector)
+enters both sides: guide q(z | x, y), model p(z | y) p(x | z, y). With no condition it is a VAE.
+"""
+
+from .checkpoint import CheckpointError
+from .config import ModelConfig, TrainConfig
+from .data import Dataset, Split, load_dataset
+from .evaluate import (
+    active_units,
+    control_score,
+    elbo_per_image,
+    evaluate,
+    generative_classify,
+    log_likelihood,
+    log_marginal,
+)
+from .models import CVAE, load
+from .objectives import OBJECTIVES, make_objective
+from .priors import PRIORS
+from .train import History, NonFiniteLossError, RunFolderError, fit
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CVAE",
+    "CheckpointError",
+    "Dataset",
+    "History",
+    "ModelConfig",
+    "NonFiniteLossError",
+    "OBJECTIVES",
+    "PRIORS",
+    "RunFolderError",
+    "Split",
+    "TrainConfig",
+    "active_units",
+    "control_score",
+    "elbo_per_image",
+    "evaluate",
+    "fit",
+    "generative_classify",
+    "load",
+    "load_dataset",
+    "log_likelihood",
+    "log_marginal",
+    "make_objective",
+]

@@ -1,0 +1,263 @@
+"""The conditional VAE as a Pyro model/guide pair.
+
+Generative story, for a batch of B images with conditions c (one-hot labels or vectors)::
+
+    z ~ p(z | c)            # prior, "z": batch (B,), event (D,)
+    x ~ p(x | z, c)         # likelihood, "x": batch (B,), event (C, H, W)
+
+and the guide q(z | x, c) = N(loc(x, c), diag scale(x, c)^2). With no condition
+(``num_classes == condition_dim == 0``) the same class is a plain VAE.
+
+References:
+    [1] Kingma and Welling, Auto-Encoding Variational Bayes, ICLR 2014.
+    [2] Sohn, Lee and Yan, Learning Structured Output Representation using Deep Conditional
+        Generative Models, NeurIPS 2015.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from pyro.nn import PyroModule
+from torch.nn import functional as F
+
+from .checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
+from .config import ModelConfig
+from .data import check_images, check_labels
+from .likelihoods import make_likelihood
+from .nets import make_decoder, make_encoder
+from .priors import make_prior
+
+__all__ = ["CVAE", "load", "MODEL_CLASSES"]
+
+
+class CVAE(PyroModule):
+    """Conditional VAE: guide q(z | x, y), model p(z | y) p(x | z, y).
+
+    Args:
+        config: a :class:`~pyro_cvae.config.ModelConfig`; keyword arguments build one instead.
+
+    Parameters live in this module (not in Pyro's global parameter store), so two models in
+    one process never share parameters and ``state_dict()`` is the whole model.
+
+    Example::
+
+        model = CVAE(image_shape=(1, 8, 8), num_classes=10, latent_dim=8)
+        x = model.sample(5, num_samples=16)          # sixteen images of a "5"
+    """
+
+    def __init__(self, config: ModelConfig | None = None, **kwargs):
+        if config is None:
+            config = ModelConfig(**kwargs)
+        elif kwargs:
+            raise ValueError("give either a ModelConfig or keyword arguments, not both")
+        super().__init__()
+        self.config = config
+        cw, d = config.cond_width, config.latent_dim
+        self.encoder = make_encoder(config.net, config.image_shape, cw, config.hidden_dims, d)
+        self.decoder = make_decoder(config.net, config.image_shape, cw, config.hidden_dims, d)
+        self.prior = make_prior(config.prior, d, cw, config.prior_options)
+        self.likelihood = make_likelihood(config.likelihood, config.x_scale, config.learn_x_scale)
+        #: weight of the latent site (beta of beta-VAE); set by the trainer for warm-up
+        self.kl_scale = 1.0
+
+    # ------------------------------------------------------------------ conditions and checks
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def condition(self, y: torch.Tensor | None, batch_size: int) -> torch.Tensor | None:
+        """The condition vector c of shape (B, cond_width) from labels or vectors (None: VAE)."""
+        cfg = self.config
+        if cfg.cond_width == 0:
+            if y is not None:
+                raise ValueError(
+                    "this model has no condition (num_classes=0, condition_dim=0) but got y; "
+                    "pass y=None or build the model with num_classes > 0"
+                )
+            return None
+        if y is None:
+            raise ValueError(
+                f"this model is conditional: pass labels y of shape (N,) in [0, {cfg.num_classes})"
+                if cfg.num_classes
+                else f"this model is conditional: pass conditions y of shape (N, {cfg.condition_dim})"
+            )
+        if cfg.num_classes:
+            if y.dim() != 1 or y.shape[0] != batch_size:
+                raise ValueError(
+                    f"labels must have shape ({batch_size},), got {tuple(y.shape)}; "
+                    "give one integer label per image"
+                )
+            return F.one_hot(y, cfg.num_classes).to(self._dtype())
+        if y.dim() != 2 or y.shape[-1] != cfg.condition_dim or y.shape[0] != batch_size:
+            raise ValueError(
+                f"conditions must have shape ({batch_size}, {cfg.condition_dim}), "
+                f"got {tuple(y.shape)}"
+            )
+        return y.to(self._dtype())
+
+    def _dtype(self) -> torch.dtype:
+        return self.prior.zero.dtype if hasattr(self.prior, "zero") else torch.get_default_dtype()
+
+    def check_inputs(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
+        """Raise a clear ``ValueError`` for malformed images, labels or conditions."""
+        cfg = self.config
+        check_images(x, cfg.image_shape, binary_range=self.likelihood.needs_unit_range)
+        if cfg.num_classes and y is not None:
+            check_labels(y, cfg.num_classes, x.shape[0])
+        elif cfg.condition_dim and y is not None:
+            if not torch.isfinite(y).all():
+                raise ValueError("conditions contain NaN or Inf")
+        self.condition(y, x.shape[0])
+
+    # ------------------------------------------------------------------ distributions
+
+    def z_dist(self, c: torch.Tensor | None, batch_shape) -> dist.TorchDistribution:
+        """The prior p(z | c) with the given batch shape."""
+        return self.prior.dist(c, torch.Size(batch_shape))
+
+    def x_dist(self, z: torch.Tensor, c: torch.Tensor | None) -> dist.TorchDistribution:
+        """The likelihood p(x | z, c); z (..., B, D) -> batch (..., B), event (C, H, W)."""
+        return self.likelihood.dist(self.decoder(z, c))
+
+    def q_dist(self, x: torch.Tensor, c: torch.Tensor | None) -> dist.TorchDistribution:
+        """The guide's q(z | x, c): batch (B,), event (D,)."""
+        loc, scale = self.encoder(x, c)
+        return dist.Normal(loc, scale).to_event(1)
+
+    def _latent_scale(self):
+        s = self.kl_scale
+        return contextlib.nullcontext() if s == 1.0 else poutine.scale(scale=s)
+
+    # ------------------------------------------------------------------ model and guide
+
+    def model(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
+        """p(z | y) p(x | z, y) over one plate of B images."""
+        B = x.shape[0]
+        c = self.condition(y, B)
+        with pyro.plate("data", B):
+            with self._latent_scale():
+                z = pyro.sample("z", self.z_dist(c, (B,)))  # (B, D) or (K, B, D)
+            pyro.sample("x", self.x_dist(z, c), obs=x)
+
+    def guide(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
+        """q(z | x, y), inside the same plate as the model."""
+        B = x.shape[0]
+        c = self.condition(y, B)
+        with pyro.plate("data", B):
+            with self._latent_scale():
+                pyro.sample("z", self.q_dist(x, c))
+
+    # ------------------------------------------------------------------ public helpers
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None):
+        """Posterior mean and scale of q(z | x, y), each of shape (N, latent_dim)."""
+        self.check_inputs(x, y)
+        return self.encoder(x, self.condition(y, x.shape[0]))
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None, *, mean: bool = True):
+        """Images from latents: the mean of p(x | z, y) or (``mean=False``) a draw from it."""
+        c = self.condition(y, z.shape[-2]) if y is not None else self.condition(None, 0)
+        out = self.decoder(z, c)
+        return self.likelihood.mean(out) if mean else self.likelihood.dist(out).sample()
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None, *, mean: bool = True):
+        """Decode the posterior mean: images of the same shape as ``x``, in [0, 1]."""
+        loc, _ = self.encode(x, y)
+        return self.decode(loc, y, mean=mean)
+
+    def _as_condition(self, y) -> torch.Tensor | None:
+        if y is None:
+            return None
+        cfg = self.config
+        y = torch.as_tensor(y, device=self.device)
+        if cfg.num_classes:
+            y = y.reshape(-1)
+            check_labels(y.long() if not y.dtype.is_floating_point else y, cfg.num_classes)
+            return y.long()
+        return y.reshape(-1, cfg.condition_dim).to(self._dtype())
+
+    @torch.no_grad()
+    def sample(self, y=None, num_samples: int = 1, *, mean: bool = True, temperature: float = 1.0):
+        """Generate images given a condition.
+
+        Args:
+            y: ``None`` (plain VAE), one label (int), a tensor of M labels, or (M, c) conditions.
+            num_samples: images per condition.
+            mean: return the mean of p(x | z, y) (default) rather than a draw from it.
+            temperature: multiplies the prior draw of z (1: the prior itself).
+
+        Returns:
+            (num_samples, C, H, W) for ``None`` or a single label, else (M, num_samples, C, H, W).
+        """
+        if isinstance(num_samples, bool) or int(num_samples) != num_samples or num_samples < 1:
+            raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature!r}")
+        single = y is None or (not isinstance(y, torch.Tensor) and not hasattr(y, "__len__"))
+        single = single or (isinstance(y, torch.Tensor) and y.dim() == 0)
+        if y is None and self.config.cond_width:
+            raise ValueError("this model is conditional: pass a label or condition y to sample()")
+        labels = self._as_condition(y)
+        M = 1 if labels is None else labels.shape[0]
+        c = self.condition(labels, M)
+        z = self.z_dist(c, (num_samples, M)).sample() * temperature  # (n, M, D)
+        x = self.decode_c(z, c, mean=mean).transpose(0, 1)  # (M, n, C, H, W)
+        return x[0] if single else x
+
+    def decode_c(self, z: torch.Tensor, c: torch.Tensor | None, *, mean: bool = True):
+        """Like :meth:`decode` with a ready condition vector c (broadcast against z)."""
+        out = self.decoder(z, c)
+        return self.likelihood.mean(out) if mean else self.likelihood.dist(out).sample()
+
+    def save(self, path: str | Path, **extra) -> Path:
+        """Write config and weights to ``path`` atomically; :func:`pyro_cvae.load` reads it."""
+        payload = {
+            "format": "pyro_cvae.model",
+            "model_class": type(self).__name__,
+            "model_config": self.config.to_dict(),
+            "model": self.state_dict(),
+            **extra,
+        }
+        return save_checkpoint(path, payload)
+
+
+#: model class name -> class, used by :func:`load`
+MODEL_CLASSES: dict[str, type[PyroModule]] = {"CVAE": CVAE}
+
+
+def model_from_payload(payload: dict, source: str = "checkpoint") -> PyroModule:
+    """Rebuild a model from a checkpoint payload (config + weights)."""
+    try:
+        cls = MODEL_CLASSES[payload.get("model_class", "CVAE")]
+        config = ModelConfig.from_dict(payload["model_config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{source} does not hold a pyro_cvae model configuration: {e}") from e
+    model = cls(config)
+    try:
+        model.load_state_dict(payload["model"])
+    except (KeyError, RuntimeError) as e:
+        raise CheckpointError(
+            f"{source} holds weights that do not fit its configuration ({e}); "
+            "the file was written by a different model"
+        ) from e
+    return model
+
+
+def load(path: str | Path, map_location: str | torch.device = "cpu") -> PyroModule:
+    """Rebuild a saved model from a checkpoint file or a run folder (its latest checkpoint).
+
+    Needs no other input: the configuration is stored with the weights.
+    """
+    ckpt = resolve_checkpoint(path)
+    model = model_from_payload(load_checkpoint(ckpt, map_location), str(ckpt))
+    return model.to(map_location).eval()

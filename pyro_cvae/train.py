@@ -1,0 +1,403 @@
+"""Training: ``fit(model, data, config) -> History``, an SVI loop with checkpoints and resume.
+
+Parameters live in the model (a ``PyroModule``), so training uses one ``torch.optim.Adam`` over
+``model.parameters()`` rather than ``pyro.optim``'s one optimizer per parameter and the global
+parameter store: :class:`ModuleSVI` is ``pyro.infer.SVI`` with that optimizer. Any objective of
+:mod:`pyro_cvae.objectives` is used through its ``differentiable_loss``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyro
+import torch
+from pyro.infer import SVI
+from tqdm.auto import tqdm
+
+from .checkpoint import CheckpointError, list_checkpoints, load_latest_good, save_checkpoint
+from .config import ModelConfig, TrainConfig
+from .data import Dataset
+from .objectives import IMPORTANCE_WEIGHTED, make_objective
+
+__all__ = ["fit", "History", "ModuleSVI", "NonFiniteLossError", "RunFolderError", "resolve_device"]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss or a gradient became NaN or infinite during training."""
+
+
+class RunFolderError(FileExistsError):
+    """The output folder already holds another run."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available) as a ``torch.device``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            "device 'cuda' was requested but no CUDA GPU is available; use --device cpu"
+        )
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {name!r}; choose cpu, cuda or auto")
+    return torch.device(name)
+
+
+class ModuleSVI(SVI):
+    """Stochastic variational inference with module-local parameters and one torch optimizer.
+
+    ``step`` computes ``loss.differentiable_loss(model, guide, *args)``, checks that loss and
+    gradients are finite (raising :class:`NonFiniteLossError` *before* any parameter changes),
+    steps the optimizer and clears the gradients.
+    """
+
+    def __init__(self, model, guide, optim: torch.optim.Optimizer, loss, params):
+        # SVI.__init__ insists on a PyroOptim (one optimizer per parameter, found through the
+        # global parameter store); the attributes it would set are set here instead.
+        self.model, self.guide, self.optim, self.loss = model, guide, optim, loss
+        self.params = [p for p in params if p.requires_grad]
+
+    def step(self, *args, **kwargs) -> float:
+        loss = self.loss.differentiable_loss(self.model, self.guide, *args, **kwargs)
+        value = loss.item()
+        if not math.isfinite(value):
+            self.optim.zero_grad(set_to_none=True)
+            raise NonFiniteLossError(f"the loss is {value}")
+        loss.backward()
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if grads and not torch.isfinite(torch.stack(torch._foreach_norm(grads))).all():
+            self.optim.zero_grad(set_to_none=True)
+            raise NonFiniteLossError("a gradient is not finite")
+        self.optim.step()
+        self.optim.zero_grad(set_to_none=True)
+        return value
+
+    @torch.no_grad()
+    def evaluate_loss(self, *args, **kwargs) -> float:
+        return self.loss.loss(self.model, self.guide, *args, **kwargs)
+
+
+@dataclass
+class History:
+    """Per-epoch metrics of a run (one dict per epoch)."""
+
+    rows: list[dict] = field(default_factory=list)
+    interrupted: bool = False
+    skipped_batches: int = 0
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def column(self, name: str) -> list:
+        return [r.get(name) for r in self.rows]
+
+    @property
+    def last(self) -> dict:
+        return self.rows[-1] if self.rows else {}
+
+    def to_csv(self, path: str | Path) -> None:
+        if not self.rows:
+            return
+        keys = list(dict.fromkeys(k for r in self.rows for k in r))
+        tmp = Path(str(path) + ".tmp")
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys)
+            w.writeheader()
+            w.writerows(self.rows)
+        tmp.replace(path)
+
+
+class _StopFlag:
+    """Turns SIGINT into a flag checked between steps, so a checkpoint is never half a step."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:  # second Ctrl-C: stop at once
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+        return False
+
+
+def kl_weight(config: TrainConfig, epochs_done: float) -> float:
+    """beta times the linear warm-up factor min(1, epochs_done / warmup_epochs)."""
+    if not config.warmup_epochs:
+        return config.beta
+    return config.beta * min(1.0, epochs_done / config.warmup_epochs)
+
+
+def _check_data(model, data: Dataset) -> None:
+    cfg: ModelConfig = model.config
+    if cfg.num_classes and cfg.num_classes != data.num_classes:
+        raise ValueError(
+            f"the model has num_classes={cfg.num_classes} but data set {data.name!r} has "
+            f"{data.num_classes} classes; build the model with num_classes={data.num_classes}"
+        )
+    if tuple(data.image_shape) != tuple(cfg.image_shape):
+        raise ValueError(
+            f"the model expects images of shape {cfg.image_shape} but data set {data.name!r} has "
+            f"{data.image_shape}; build the model with image_shape={tuple(data.image_shape)}"
+        )
+    for name in ("train", "val", "test"):
+        split = getattr(data, name)
+        if len(split) == 0:
+            if name == "train":
+                raise ValueError("the training split is empty")
+            continue
+        model.check_inputs(split.x, split.y if cfg.cond_width else None)
+
+
+def _labels(model, y):
+    return y if model.config.cond_width else None
+
+
+def _rng_state(device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
+    existing = list_checkpoints(out)
+    if existing and not (resume or overwrite):
+        raise RunFolderError(
+            f"{out} already holds a run ({len(existing)} checkpoint(s)); pass --resume to "
+            "continue it, --overwrite to replace it, or choose another --out"
+        )
+    if overwrite and not resume:
+        for p in existing:
+            p.unlink()
+        for name in ("metrics.csv", "nonfinite.json"):
+            (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def fit(
+    model,
+    data: Dataset,
+    config: TrainConfig | None = None,
+    *,
+    out: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    pyro_validation: bool = False,
+    stop_after_steps: int | None = None,
+    **overrides,
+) -> History:
+    """Train ``model`` on ``data.train`` with stochastic variational inference.
+
+    Args:
+        model: a :class:`~pyro_cvae.CVAE` (or any model with ``model``/``guide``/``config``).
+        data: a :class:`~pyro_cvae.data.Dataset`.
+        config: a :class:`~pyro_cvae.config.TrainConfig`; keyword ``overrides`` replace fields.
+        out: run folder for checkpoints (every epoch and at Ctrl-C) and ``metrics.csv``.
+        resume: continue from the newest readable checkpoint in ``out``.
+        overwrite: replace a previous run in ``out`` (otherwise refused).
+        progress: show tqdm progress bars.
+        pyro_validation: check distribution arguments (slow; on in tests).
+        stop_after_steps: stop after this many optimisation steps (for tests of resume).
+
+    Returns:
+        the :class:`History` of per-epoch metrics: training loss and validation bound per
+        image (nats), seconds, KL weight.
+    """
+    config = (
+        (config or TrainConfig()).replace(**overrides) if overrides else (config or TrainConfig())
+    )
+    if config.objective in IMPORTANCE_WEIGHTED and (config.beta != 1.0 or config.warmup_epochs):
+        raise ValueError(
+            f"objective {config.objective!r} is an importance-weighted bound; beta and KL "
+            "warm-up apply to the ELBO only. Use --objective elbo, or --beta 1 --warmup-epochs 0"
+        )
+    _check_data(model, data)
+    device = resolve_device(config.device)
+    out = Path(out) if out is not None else None
+    if out is not None:
+        _prepare_out(out, resume, overwrite)
+
+    model.to(device)
+    data = data.to(device)
+    elbo = make_objective(config.objective, config.particles, config.alpha)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    svi = ModuleSVI(model.model, model.guide, optimizer, elbo, model.parameters())
+
+    history = History()
+    start_epoch, start_step, run_state = 0, 0, {"loss_sum": 0.0, "n_seen": 0}
+    loaded = load_latest_good(out, map_location=device) if (resume and out is not None) else None
+    if loaded is not None:
+        path, ckpt = loaded
+        if ckpt.get("model_config") != model.config.to_dict():
+            raise CheckpointError(
+                f"{path} was written by a model with another configuration; resume with the "
+                "same model settings or train into a new --out folder"
+            )
+        saved_cfg = TrainConfig.from_dict(ckpt["train_config"])
+        if saved_cfg.replace(epochs=config.epochs) != config:
+            raise CheckpointError(
+                f"{path} was trained with other settings ({saved_cfg}); resume with the same "
+                "settings (only --epochs may change) or train into a new --out folder"
+            )
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        _set_rng_state(ckpt["rng"], device)
+        start_epoch, start_step = ckpt["epoch"], ckpt["step"]
+        run_state = dict(ckpt["run_state"])
+        history.rows = [dict(r) for r in ckpt["history"]]
+        history.skipped_batches = ckpt.get("skipped_batches", 0)
+    else:
+        pyro.set_rng_seed(config.seed)
+    data_spec = {"name": data.name, "binarize": data.binarize, **data.meta}
+    if out is not None:
+        (out / "config.json").write_text(
+            json.dumps(
+                {"model": model.config.to_dict(), "train": config.to_dict(), "data": data_spec},
+                indent=2,
+            )
+        )
+
+    steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
+    total_steps = 0
+
+    def checkpoint(epoch: int, step: int) -> None:
+        if out is None:
+            return
+        progress_id = epoch * steps_per_epoch + step
+        payload = {
+            "format": "pyro_cvae.train",
+            "model_class": type(model).__name__,
+            "model_config": model.config.to_dict(),
+            "train_config": config.to_dict(),
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "rng": _rng_state(device),
+            "epoch": epoch,
+            "step": step,
+            "run_state": dict(run_state),
+            "history": history.rows,
+            "skipped_batches": history.skipped_batches,
+            "data": data_spec,
+        }
+        save_checkpoint(out / f"checkpoint_{progress_id:06d}.pt", payload)
+        for old in list_checkpoints(out)[: -config.keep_checkpoints]:
+            old.unlink(missing_ok=True)
+
+    model.train()
+    with pyro.validation_enabled(pyro_validation), _StopFlag() as stop:
+        for epoch in range(start_epoch, config.epochs):
+            t0 = time.perf_counter()
+            order = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+            batches = data.batches(
+                "train", config.batch_size, shuffle=True, generator=order, start=start_step
+            )
+            bar = tqdm(
+                batches,
+                total=steps_per_epoch,
+                initial=start_step,
+                desc=f"epoch {epoch + 1}/{config.epochs}",
+                disable=not progress,
+                leave=False,
+                dynamic_ncols=True,
+            )
+            step = start_step
+            for x, y in bar:
+                model.kl_scale = kl_weight(config, epoch + (step + 1) / steps_per_epoch)
+                try:
+                    loss = svi.step(x, _labels(model, y))
+                except NonFiniteLossError as e:
+                    if config.skip_nonfinite:
+                        history.skipped_batches += 1
+                        step += 1
+                        continue
+                    _report_nonfinite(out, epoch, step, config, str(e))
+                    raise NonFiniteLossError(
+                        f"training stopped at epoch {epoch + 1}, step {step + 1}: {e}. Likely "
+                        f"causes: a learning rate too high (lr={config.lr}; try a tenth of it) "
+                        "or data outside the likelihood's range. The last good checkpoint is "
+                        "kept; pass skip_nonfinite=True (--skip-nonfinite) to skip such batches."
+                    ) from None
+                finally:
+                    model.kl_scale = 1.0
+                run_state["loss_sum"] += loss
+                run_state["n_seen"] += x.shape[0]
+                step += 1
+                total_steps += 1
+                if progress and step % 10 == 0:
+                    bar.set_postfix(
+                        loss=f"{run_state['loss_sum'] / max(run_state['n_seen'], 1):.2f}"
+                    )
+                if stop.requested or (
+                    stop_after_steps is not None and total_steps >= stop_after_steps
+                ):
+                    bar.close()
+                    checkpoint(epoch, step)
+                    history.interrupted = True
+                    if stop.requested:
+                        raise KeyboardInterrupt(
+                            f"interrupted at epoch {epoch + 1}, step {step}; checkpoint saved, "
+                            "continue with --resume"
+                        )
+                    return history
+            bar.close()
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": run_state["loss_sum"] / max(run_state["n_seen"], 1),
+                "kl_scale": kl_weight(config, epoch + 1),
+                "seconds": time.perf_counter() - t0,
+            }
+            if config.validate_every and (epoch + 1) % config.validate_every == 0 and len(data.val):
+                from .evaluate import elbo_per_image
+
+                model.eval()
+                row["val_elbo"] = elbo_per_image(model, data.eval_split("val")).mean().item()
+                model.train()
+            history.rows.append(row)
+            run_state = {"loss_sum": 0.0, "n_seen": 0}
+            start_step = 0
+            checkpoint(epoch + 1, 0)
+            if out is not None:
+                history.to_csv(out / "metrics.csv")
+            if progress:
+                msg = f"epoch {epoch + 1}: train loss {row['train_loss']:.3f}"
+                if "val_elbo" in row:
+                    msg += f", val ELBO {row['val_elbo']:.3f} nats/image"
+                tqdm.write(msg + f" ({row['seconds']:.1f}s)")
+    model.eval()
+    return history
+
+
+def _report_nonfinite(out: Path | None, epoch: int, step: int, config: TrainConfig, what: str):
+    if out is None:
+        return
+    (out / "nonfinite.json").write_text(
+        json.dumps(
+            {"epoch": epoch + 1, "step": step + 1, "what": what, "train_config": config.to_dict()},
+            indent=2,
+        )
+    )
