@@ -14,6 +14,7 @@ Binarisation (for the Bernoulli likelihood):
 from __future__ import annotations
 
 import gzip
+import math
 import importlib.util
 import os
 import pickle
@@ -33,6 +34,7 @@ __all__ = [
     "default_data_dir",
     "check_images",
     "check_labels",
+    "partial_labels",
 ]
 
 BINARIZATIONS = ("dynamic", "fixed", "none")
@@ -152,12 +154,15 @@ def check_images(x: torch.Tensor, image_shape: tuple[int, ...], *, binary_range:
             f"images must have shape (N, {', '.join(map(str, image_shape))}), got "
             f"{tuple(x.shape)}; reshape them or build the model with image_shape={tuple(x.shape[1:])}"
         )
-    if not torch.isfinite(x).all():
+    if x.numel() == 0:
+        return
+    lo, hi = (v.item() for v in torch.aminmax(x))  # one pass; NaN propagates into min/max
+    if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError("images contain NaN or Inf; clean the data before training")
-    if binary_range and (x.min() < 0 or x.max() > 1):
+    if binary_range and (lo < 0 or hi > 1):
         raise ValueError(
             f"images must lie in [0, 1] for this likelihood, got range "
-            f"[{x.min().item():.3g}, {x.max().item():.3g}]; rescale them (e.g. divide by 255)"
+            f"[{lo:.3g}, {hi:.3g}]; rescale them (e.g. divide by 255)"
         )
 
 
@@ -315,11 +320,24 @@ def _load_fashion(data_dir: Path, seed: int) -> dict:
     return dict(**_train_val_test(arrays), class_names=FASHION_NAMES, source=str(data_dir))
 
 
+def _load_colored(base: Callable[[Path, int], dict]) -> Callable[[Path, int], dict]:
+    """Coloured digits: ``y`` holds attribute vectors (see :mod:`pyro_cvae.attributes`)."""
+
+    def load(data_dir: Path, seed: int) -> dict:
+        from .attributes import colored_splits
+
+        return colored_splits(base(data_dir, seed))
+
+    return load
+
+
 #: data set name -> loader(data_dir, seed) returning splits and class names
 DATASETS: dict[str, Callable[[Path, int], dict]] = {
     "digits": _load_digits,
     "mnist": _load_mnist,
     "fashion-mnist": _load_fashion,
+    "colored-digits": _load_colored(_load_digits),
+    "colored-mnist": _load_colored(_load_mnist),
 }
 
 
@@ -365,3 +383,79 @@ def load_dataset(
             "source": parts.get("source", "scikit-learn load_digits" if name == "digits" else "")
         },
     )
+
+
+# ----------------------------------------------------------------------------------------
+# partial labels (semi-supervised learning)
+# ----------------------------------------------------------------------------------------
+
+
+def partial_labels(
+    data: Dataset | torch.Tensor,
+    num_labels: int | None = None,
+    *,
+    fraction: float | None = None,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Choose which training images keep their labels: a class-balanced, seeded subset.
+
+    Give either ``num_labels`` (a multiple of the number of classes, so every class gets
+    ``num_labels / C`` labelled images) or ``fraction`` of the training set (rounded to
+    ``round(fraction * N / C)`` images per class, at least one). Only the training split is
+    touched; validation and test sets stay fully labelled.
+
+    Args:
+        data: a :class:`Dataset` (its ``train.y`` is used) or a label vector (N,).
+        num_labels: total number of labelled images.
+        fraction: share of the training images that keep their labels, in (0, 1].
+        seed: fixes the choice; the same seed gives the same subset.
+
+    Returns:
+        a boolean mask of shape (N,) over the training images, True where the label is kept.
+    """
+    y = data.train.y if isinstance(data, Dataset) else data
+    classes = data.num_classes if isinstance(data, Dataset) else int(y.max().item()) + 1
+    n = y.shape[0]
+    if (num_labels is None) == (fraction is None):
+        raise ValueError(
+            f"give exactly one of num_labels and fraction, got num_labels={num_labels!r}, "
+            f"fraction={fraction!r}; e.g. num_labels=100 or fraction=0.1"
+        )
+    if num_labels is not None:
+        if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels <= 0:
+            raise ValueError(
+                f"num_labels must be a positive integer, got {num_labels!r}; e.g. --labels 100"
+            )
+        if num_labels > n:
+            raise ValueError(
+                f"num_labels={num_labels} is larger than the training set ({n} images); "
+                f"use at most {n - n % classes}"
+            )
+        if num_labels % classes:
+            lo = num_labels - num_labels % classes
+            raise ValueError(
+                f"num_labels={num_labels} cannot be split evenly over {classes} classes; use a "
+                f"multiple of {classes} such as {max(lo, classes)} or {lo + classes}"
+            )
+        per_class = num_labels // classes
+    else:
+        if not (isinstance(fraction, (int, float)) and 0 < fraction <= 1):
+            raise ValueError(f"fraction must lie in (0, 1], got {fraction!r}; e.g. 0.1")
+        per_class = round(fraction * n / classes)
+        if per_class < 1:
+            raise ValueError(
+                f"fraction={fraction} of {n} images leaves no labelled image per class; "
+                f"use a fraction of at least {classes / (2 * n):.3g}"
+            )
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.zeros(n, dtype=torch.bool)
+    y_cpu = y.cpu()
+    for c in range(classes):
+        idx = torch.nonzero(y_cpu == c).flatten()
+        if len(idx) < per_class:
+            raise ValueError(
+                f"class {c} has only {len(idx)} training images but {per_class} labelled images "
+                f"per class were asked for; ask for at most {len(idx) * classes} labels"
+            )
+        mask[idx[torch.randperm(len(idx), generator=g)[:per_class]]] = True
+    return mask.to(y.device)

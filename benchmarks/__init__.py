@@ -1,0 +1,1 @@
+"""Speed benchmarks against plain PyTorch: ratios measured side by side in one process."""

@@ -1,0 +1,75 @@
+"""One training epoch of the Pyro CVAE against the hand-written PyTorch loop, side by side.
+
+Usage: python -m benchmarks.train_speed [--dataset mnist] [--repeats 3] [--objectives elbo,iwae5]
+Prints seconds per epoch for each and their ratio (Pyro / plain), measured alternately in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+import pyro_cvae as pc
+from benchmarks.plain import PlainCVAE, plain_epoch
+
+
+def _objective(name: str) -> tuple[str, int]:
+    if name == "elbo":
+        return "elbo", 1
+    if name.startswith("iwae"):
+        return "iwae", int(name[4:])
+    raise ValueError(f"unknown benchmark objective {name!r}: use elbo or iwaeK, e.g. iwae5")
+
+
+def run(dataset="mnist", repeats=3, objectives=("elbo",), hidden=(400,), latent=50,
+        batch_size=128, train_size=None, log=print) -> list[dict]:  # fmt: skip
+    data = pc.load_dataset(dataset, binarize="dynamic")
+    if train_size:
+        data = data.subset(train_size)
+    x, y = data.train.x, data.train.y
+    rows = []
+    for name in objectives:
+        objective, k = _objective(name)
+        torch.manual_seed(0)
+        model = pc.CVAE(image_shape=data.image_shape, num_classes=data.num_classes,
+                        latent_dim=latent, hidden_dims=hidden)  # fmt: skip
+        plain = PlainCVAE(x[0].numel(), data.num_classes, hidden, latent)
+        plain_opt = torch.optim.Adam(plain.parameters(), lr=1e-3, fused=True)
+        times = {"pyro": [], "plain": []}
+        for r in range(repeats + 1):  # the first round warms up and is not counted
+            t0 = time.perf_counter()
+            plain_epoch(plain, plain_opt, x, y, batch_size, k=0 if objective == "elbo" else k, seed=r)
+            t1 = time.perf_counter()
+            pc.fit(model, data, epochs=1, batch_size=batch_size, objective=objective, particles=k,
+                   seed=r, validate_every=0, progress=False)  # fmt: skip
+            t2 = time.perf_counter()
+            if r:
+                times["plain"].append(t1 - t0)
+                times["pyro"].append(t2 - t1)
+        row = {
+            "objective": name,
+            "plain_s": statistics.median(times["plain"]),
+            "pyro_s": statistics.median(times["pyro"]),
+        }
+        row["ratio"] = row["pyro_s"] / row["plain_s"]
+        rows.append(row)
+        log(f"{dataset} {name:>7}: plain {row['plain_s']:.2f}s  pyro_cvae {row['pyro_s']:.2f}s  "
+            f"ratio {row['ratio']:.3f}")  # fmt: skip
+    return rows
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="mnist", help="data set (default mnist)")
+    p.add_argument("--repeats", type=int, default=3, help="timed epochs per side (3)")
+    p.add_argument("--objectives", default="elbo", help="comma list: elbo, iwae5, iwae50 (elbo)")
+    p.add_argument("--train-size", type=int, default=None, help="use only N training images")
+    args = p.parse_args(argv)
+    run(args.dataset, args.repeats, tuple(args.objectives.split(",")), train_size=args.train_size)
+
+
+if __name__ == "__main__":
+    main()
