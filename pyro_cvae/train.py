@@ -28,7 +28,15 @@ from .config import ModelConfig, TrainConfig
 from .data import Dataset
 from .objectives import IMPORTANCE_WEIGHTED, make_objective
 
-__all__ = ["fit", "History", "ModuleSVI", "NonFiniteLossError", "RunFolderError", "resolve_device"]
+__all__ = [
+    "fit",
+    "History",
+    "ModuleSVI",
+    "NonFiniteLossError",
+    "RunFolderError",
+    "CheckpointWriteError",
+    "resolve_device",
+]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -37,6 +45,10 @@ class NonFiniteLossError(FloatingPointError):
 
 class RunFolderError(FileExistsError):
     """The output folder already holds another run."""
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (disk full, permissions); earlier ones are intact."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -317,7 +329,16 @@ def fit(
             "skipped_batches": history.skipped_batches,
             "data": data_spec,
         }
-        save_checkpoint(out / f"checkpoint_{progress_id:06d}.pt", payload)
+        target = out / f"checkpoint_{progress_id:06d}.pt"
+        try:
+            save_checkpoint(target, payload)
+        except OSError as e:
+            previous = list_checkpoints(out)
+            kept = f"; the previous checkpoint {previous[-1].name} is intact" if previous else ""
+            raise CheckpointWriteError(
+                f"could not write checkpoint {target}: {e.strerror or e}. Free disk space or fix "
+                f"the folder's permissions, or choose another --out{kept}"
+            ) from e
         for old in list_checkpoints(out)[: -config.keep_checkpoints]:
             old.unlink(missing_ok=True)
 
