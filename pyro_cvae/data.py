@@ -14,8 +14,8 @@ Binarisation (for the Bernoulli likelihood):
 from __future__ import annotations
 
 import gzip
-import math
 import importlib.util
+import math
 import os
 import pickle
 from collections.abc import Callable, Iterator
@@ -104,16 +104,24 @@ class Dataset:
         shuffle: bool = False,
         generator: torch.Generator | None = None,
         start: int = 0,
+        shard: tuple[int, int] | None = None,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield ``(x, y)`` mini-batches of a split.
 
         The training split is binarised afresh for each batch when ``binarize == "dynamic"``
         (the draw uses the global torch RNG, so it is repeatable under a seed and resumable).
         ``generator`` fixes the shuffling order; ``start`` skips the first batches (resume).
+        ``shard=(rank, world_size)`` yields only this process's share of the order (each rank
+        gets ``n // world_size`` images, so all ranks take the same number of steps).
         """
         data: Split = getattr(self, split)
         n = len(data)
         order = torch.randperm(n, generator=generator) if shuffle else None
+        if shard is not None:
+            rank, world = shard
+            full = order if order is not None else torch.arange(n)
+            order = full[: (n // world) * world][rank::world]
+            n = order.shape[0]
         dynamic = self.binarize == "dynamic" and split == "train"
         for i in range(start * batch_size, n, batch_size):
             if order is None:

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from .checkpoint import CheckpointError, list_checkpoints, load_latest_good, save_checkpoint
 from .config import ModelConfig, TrainConfig
 from .data import Dataset
+from .distributed import DataParallel
 from .objectives import IMPORTANCE_WEIGHTED, make_objective
 
 __all__ = [
@@ -72,11 +73,12 @@ class ModuleSVI(SVI):
     steps the optimizer and clears the gradients.
     """
 
-    def __init__(self, model, guide, optim: torch.optim.Optimizer, loss, params):
+    def __init__(self, model, guide, optim: torch.optim.Optimizer, loss, params, parallel=None):
         # SVI.__init__ insists on a PyroOptim (one optimizer per parameter, found through the
         # global parameter store); the attributes it would set are set here instead.
         self.model, self.guide, self.optim, self.loss = model, guide, optim, loss
         self.params = [p for p in params if p.requires_grad]
+        self.parallel = parallel  # a DataParallel: gradients averaged over processes
 
     def step(self, *args, **kwargs) -> float:
         with warnings.catch_warnings():
@@ -84,10 +86,14 @@ class ModuleSVI(SVI):
             warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
             loss = self.loss.differentiable_loss(self.model, self.guide, *args, **kwargs)
         value = loss.item()
-        if not math.isfinite(value):
+        finite = math.isfinite(value)
+        if finite:
+            loss.backward()
+        if self.parallel is not None:  # every rank joins the all-reduce, finite or not
+            finite = self.parallel.average_gradients(self.params, finite)
+        if not finite:
             self.optim.zero_grad(set_to_none=True)
             raise NonFiniteLossError(f"the loss is {value}")
-        loss.backward()
         grads = [p.grad for p in self.params if p.grad is not None]
         if grads and not torch.isfinite(torch.stack(torch._foreach_norm(grads))).all():
             self.optim.zero_grad(set_to_none=True)
@@ -132,14 +138,18 @@ class History:
 
 
 class _StopFlag:
-    """Turns SIGINT into a flag checked between steps, so a checkpoint is never half a step."""
+    """Turns SIGINT into a flag checked between steps, so a checkpoint is never half a step.
 
-    def __init__(self):
+    Off in multi-process runs, where ``torchrun`` stops all ranks together.
+    """
+
+    def __init__(self, enabled: bool = True):
         self.requested = False
+        self.enabled = enabled
         self._old = None
 
     def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
+        if self.enabled and threading.current_thread() is threading.main_thread():
             self._old = signal.signal(signal.SIGINT, self._handle)
         return self
 
@@ -200,6 +210,11 @@ def _rng_state(device: torch.device) -> dict:
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
+
+
+def start_of(ckpt: dict) -> int:
+    """Steps done before a checkpoint (to derive a fresh seed when RNG states do not fit)."""
+    return int(ckpt["epoch"]) * 100_000 + int(ckpt["step"])
 
 
 def _set_rng_state(state: dict, device: torch.device) -> None:
@@ -263,15 +278,19 @@ def fit(
         )
     _check_data(model, data)
     device = resolve_device(config.device)
+    parallel = DataParallel.from_env(device)
+    main = parallel is None or parallel.is_main  # only the main process writes files
     out = Path(out) if out is not None else None
-    if out is not None:
+    if out is not None and main:
         _prepare_out(out, resume, overwrite)
+    if parallel is not None:
+        parallel.barrier()
 
     model.to(device)
     data = data.to(device)
     elbo = make_objective(config.objective, config.particles, config.alpha)
     optimizer = make_adam(model.parameters(), config.lr)
-    svi = ModuleSVI(model.model, model.guide, optimizer, elbo, model.parameters())
+    svi = ModuleSVI(model.model, model.guide, optimizer, elbo, model.parameters(), parallel)
 
     history = History()
     start_epoch, start_step, run_state = 0, 0, {"loss_sum": 0.0, "n_seen": 0}
@@ -291,15 +310,26 @@ def fit(
             )
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        _set_rng_state(ckpt["rng"], device)
+        ranks = ckpt.get("rng_ranks") or [ckpt["rng"]]
+        if parallel is None and len(ranks) == 1:
+            _set_rng_state(ranks[0], device)
+        elif parallel is not None and len(ranks) == parallel.world_size:
+            _set_rng_state(ranks[parallel.rank], device)
+        else:  # another number of processes: the run continues, but not bit for bit
+            pyro.set_rng_seed(
+                config.seed + 7919 * (parallel.rank if parallel else 0) + start_of(ckpt)
+            )
         start_epoch, start_step = ckpt["epoch"], ckpt["step"]
         run_state = dict(ckpt["run_state"])
         history.rows = [dict(r) for r in ckpt["history"]]
         history.skipped_batches = ckpt.get("skipped_batches", 0)
     else:
         pyro.set_rng_seed(config.seed)
+        if parallel is not None:  # same start everywhere, then one noise stream per rank
+            parallel.broadcast_parameters(model)
+            pyro.set_rng_seed(config.seed + 7919 * parallel.rank)
     data_spec = {"name": data.name, "binarize": data.binarize, **data.meta}
-    if out is not None:
+    if out is not None and main:
         (out / "config.json").write_text(
             json.dumps(
                 {"model": model.config.to_dict(), "train": config.to_dict(), "data": data_spec},
@@ -307,11 +337,16 @@ def fit(
             )
         )
 
-    steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
+    shard = parallel.shard() if parallel is not None else None
+    world = parallel.world_size if parallel is not None else 1
+    steps_per_epoch = math.ceil((len(data.train) // world) / config.batch_size)
     total_steps = 0
 
     def checkpoint(epoch: int, step: int) -> None:
         if out is None:
+            return
+        rng_ranks = parallel.gather(_rng_state(device)) if parallel is not None else None
+        if not main:
             return
         progress_id = epoch * steps_per_epoch + step
         payload = {
@@ -322,6 +357,7 @@ def fit(
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "rng": _rng_state(device),
+            "rng_ranks": rng_ranks,
             "epoch": epoch,
             "step": step,
             "run_state": dict(run_state),
@@ -343,19 +379,24 @@ def fit(
             old.unlink(missing_ok=True)
 
     model.train()
-    with pyro.validation_enabled(pyro_validation), _StopFlag() as stop:
+    with pyro.validation_enabled(pyro_validation), _StopFlag(enabled=parallel is None) as stop:
         for epoch in range(start_epoch, config.epochs):
             t0 = time.perf_counter()
             order = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
             batches = data.batches(
-                "train", config.batch_size, shuffle=True, generator=order, start=start_step
+                "train",
+                config.batch_size,
+                shuffle=True,
+                generator=order,
+                start=start_step,
+                shard=shard,
             )
             bar = tqdm(
                 batches,
                 total=steps_per_epoch,
                 initial=start_step,
                 desc=f"epoch {epoch + 1}/{config.epochs}",
-                disable=not progress,
+                disable=not (progress and main),
                 leave=False,
                 dynamic_ncols=True,
             )
@@ -369,7 +410,8 @@ def fit(
                         history.skipped_batches += 1
                         step += 1
                         continue
-                    _report_nonfinite(out, epoch, step, config, str(e))
+                    if main:
+                        _report_nonfinite(out, epoch, step, config, str(e))
                     raise NonFiniteLossError(
                         f"training stopped at epoch {epoch + 1}, step {step + 1}: {e}. Likely "
                         f"causes: a learning rate too high (lr={config.lr}; try a tenth of it) "
@@ -399,13 +441,18 @@ def fit(
                         )
                     return history
             bar.close()
+            if parallel is not None:
+                run_state["loss_sum"], run_state["n_seen"] = parallel.all_sum(
+                    [run_state["loss_sum"], run_state["n_seen"]]
+                )
             row = {
                 "epoch": epoch + 1,
                 "train_loss": run_state["loss_sum"] / max(run_state["n_seen"], 1),
                 "kl_scale": kl_weight(config, epoch + 1),
                 "seconds": time.perf_counter() - t0,
             }
-            if config.validate_every and (epoch + 1) % config.validate_every == 0 and len(data.val):
+            validate = config.validate_every and (epoch + 1) % config.validate_every == 0
+            if validate and len(data.val) and main:
                 from .evaluate import elbo_per_image
 
                 model.eval()
@@ -415,9 +462,9 @@ def fit(
             run_state = {"loss_sum": 0.0, "n_seen": 0}
             start_step = 0
             checkpoint(epoch + 1, 0)
-            if out is not None:
+            if out is not None and main:
                 history.to_csv(out / "metrics.csv")
-            if progress:
+            if progress and main:
                 msg = f"epoch {epoch + 1}: train loss {row['train_loss']:.3f}"
                 if "val_elbo" in row:
                     msg += f", val ELBO {row['val_elbo']:.3f} nats/image"
