@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench experiments clean
+.PHONY: setup demo figures test lint bench clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,11 @@ demo: setup
 	$(BIN)/pyro-cvae train --dataset digits --epochs 30 --batch-size 64 --seed 0 \
 		--out runs/digits --overwrite --eval-samples 1000
 	$(BIN)/pyro-cvae sample --run runs/digits --label 5 -n 16 --out runs/digits/five.png
+
+figures: demo
+	mkdir -p docs
+	cp runs/digits/samples.png runs/digits/reconstructions.png runs/digits/latent.png \
+		runs/digits/curves.png docs/
 
 test: setup
 	$(BIN)/python -m pytest -q tests
