@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import signal
 import threading
 import time
@@ -247,7 +248,7 @@ def fit(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
-    pyro_validation: bool = False,
+    pyro_validation: bool | None = None,
     stop_after_steps: int | None = None,
     **overrides,
 ) -> History:
@@ -261,7 +262,8 @@ def fit(
         resume: continue from the newest readable checkpoint in ``out``.
         overwrite: replace a previous run in ``out`` (otherwise refused).
         progress: show tqdm progress bars.
-        pyro_validation: check distribution arguments (slow; on in tests).
+        pyro_validation: check distribution arguments and shapes (slower). Default: off, or
+            on when the environment sets ``PYRO_CVAE_VALIDATE=1`` (the test suite does).
         stop_after_steps: stop after this many optimisation steps (for tests of resume).
 
     Returns:
@@ -379,6 +381,8 @@ def fit(
             old.unlink(missing_ok=True)
 
     model.train()
+    if pyro_validation is None:
+        pyro_validation = os.environ.get("PYRO_CVAE_VALIDATE", "0") == "1"
     with pyro.validation_enabled(pyro_validation), _StopFlag(enabled=parallel is None) as stop:
         for epoch in range(start_epoch, config.epochs):
             t0 = time.perf_counter()

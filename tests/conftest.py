@@ -2,11 +2,13 @@
 
 import os
 
-import pyro
-import pytest
-import torch
+os.environ["PYRO_CVAE_VALIDATE"] = "1"  # fit() checks distributions and shapes in every test
 
-import pyro_cvae
+import pyro  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import pyro_cvae  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
