@@ -42,7 +42,9 @@ class PlainCVAE(nn.Module):
         ).sum(-1)
         log_pz = -0.5 * (z**2).sum(-1) - 0.5 * self.latent * math.log(2 * math.pi)
         log_qz = (
-            -0.5 * (eps**2).sum(-1) - scale.log().sum(-1) - 0.5 * self.latent * math.log(2 * math.pi)
+            -0.5 * (eps**2).sum(-1)
+            - scale.log().sum(-1)
+            - 0.5 * self.latent * math.log(2 * math.pi)
         )
         return log_px + log_pz - log_qz
 

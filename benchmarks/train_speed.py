@@ -41,7 +41,9 @@ def run(dataset="mnist", repeats=3, objectives=("elbo",), hidden=(400,), latent=
         times = {"pyro": [], "plain": []}
         for r in range(repeats + 1):  # the first round warms up and is not counted
             t0 = time.perf_counter()
-            plain_epoch(plain, plain_opt, x, y, batch_size, k=0 if objective == "elbo" else k, seed=r)
+            plain_epoch(
+                plain, plain_opt, x, y, batch_size, k=0 if objective == "elbo" else k, seed=r
+            )
             t1 = time.perf_counter()
             pc.fit(model, data, epochs=1, batch_size=batch_size, objective=objective, particles=k,
                    seed=r, validate_every=0, progress=False)  # fmt: skip
@@ -62,7 +64,9 @@ def run(dataset="mnist", repeats=3, objectives=("elbo",), hidden=(400,), latent=
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--dataset", default="mnist", help="data set (default mnist)")
     p.add_argument("--repeats", type=int, default=3, help="timed epochs per side (3)")
     p.add_argument("--objectives", default="elbo", help="comma list: elbo, iwae5, iwae50 (elbo)")

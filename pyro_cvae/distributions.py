@@ -22,6 +22,7 @@ from torch.distributions import constraints, register_kl
 __all__ = ["StandardNormal", "ReparamNormal"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+_EMPTY = torch.Size()
 
 
 class StandardNormal(dist.TorchDistribution):
@@ -31,7 +32,7 @@ class StandardNormal(dist.TorchDistribution):
     support = constraints.real
     has_rsample = True
 
-    def __init__(self, batch_shape=torch.Size(), *, like: torch.Tensor | None = None,
+    def __init__(self, batch_shape=_EMPTY, *, like: torch.Tensor | None = None,
                  validate_args=None):  # fmt: skip
         like = torch.zeros(()) if like is None else like
         self._dtype, self._device = like.dtype, like.device
@@ -49,7 +50,7 @@ class StandardNormal(dist.TorchDistribution):
         return StandardNormal(batch_shape, like=torch.zeros((), dtype=self._dtype,
                                                             device=self._device))  # fmt: skip
 
-    def rsample(self, sample_shape=torch.Size()):
+    def rsample(self, sample_shape=_EMPTY):
         shape = self._extended_shape(sample_shape)
         return torch.randn(shape, dtype=self._dtype, device=self._device)
 
@@ -67,7 +68,7 @@ class StandardNormal(dist.TorchDistribution):
 class ReparamNormal(dist.Normal):
     """``Normal`` whose ``log_prob`` of its own last reparameterized sample reuses the noise."""
 
-    def rsample(self, sample_shape=torch.Size()):
+    def rsample(self, sample_shape=_EMPTY):
         shape = self._extended_shape(sample_shape)
         eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
         value = self.loc + eps * self.scale

@@ -68,7 +68,9 @@ def test_resume_from_the_cli(run_dir, tmp_path):
     ],
 )
 def test_errors_exit_2_with_a_message(run_dir, tmp_path, capsys, argv, message):
-    argv = [str(run_dir) if a == "RUN" else str(tmp_path / "new") if a == "NEW" else a for a in argv]
+    argv = [
+        str(run_dir) if a == "RUN" else str(tmp_path / "new") if a == "NEW" else a for a in argv
+    ]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "new" / "config.json").exists()  # nothing half-written

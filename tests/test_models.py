@@ -52,7 +52,9 @@ def test_plain_vae_is_the_same_class():
 
 
 def test_vector_condition():
-    m = pc.CVAE(image_shape=(1, 8, 8), num_classes=0, condition_dim=3, latent_dim=2, hidden_dims=(8,))
+    m = pc.CVAE(
+        image_shape=(1, 8, 8), num_classes=0, condition_dim=3, latent_dim=2, hidden_dims=(8,)
+    )
     x, c = torch.rand(5, 1, 8, 8), torch.randn(5, 3)
     loc, scale = m.encode(x, c)
     assert loc.shape == (5, 2)

@@ -13,7 +13,9 @@ def test_broadcast_cat_expands_the_condition_to_particles():
     assert torch.equal(broadcast_cat(z, None), z)
 
 
-@pytest.mark.parametrize("net, shape", [("mlp", (1, 8, 8)), ("mlp", (3, 5, 7)), ("conv", (1, 28, 28))])
+@pytest.mark.parametrize(
+    "net, shape", [("mlp", (1, 8, 8)), ("mlp", (3, 5, 7)), ("conv", (1, 28, 28))]
+)
 @pytest.mark.parametrize("cond", [0, 10])
 def test_encoder_decoder_shapes_with_leading_sample_dims(net, shape, cond):
     enc = make_encoder(net, shape, cond, (32,), 6)

@@ -165,7 +165,11 @@ fills = st.sampled_from([0.5, -1.0, 2.0, float("nan"), float("inf"), 255.0])
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(shape=shapes, dtype=dtypes, fill=fills, ylen=st.integers(0, 9), ymax=st.integers(-3, 14))
 def test_malformed_images_and_labels_end_in_documented_errors(shape, dtype, fill, ylen, ymax):
-    x = torch.full(shape, fill).to(dtype) if dtype != torch.bool else torch.zeros(shape, dtype=dtype)
+    x = (
+        torch.full(shape, fill).to(dtype)
+        if dtype != torch.bool
+        else torch.zeros(shape, dtype=dtype)
+    )
     y = torch.randint(min(ymax, 0), max(ymax, 1), (ylen,))
     well_formed = (
         shape[1:] == (1, 8, 8) and dtype in (torch.float32, torch.float64) and 0 <= fill <= 1
@@ -183,9 +187,23 @@ def test_malformed_images_and_labels_end_in_documented_errors(shape, dtype, fill
 
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
-    flag=st.sampled_from(["--epochs", "--batch-size", "--lr", "--particles", "--latent-dim",
-                          "--hidden", "--objective", "--prior", "--likelihood", "--beta",
-                          "--alpha", "--dataset", "--train-size"]),  # fmt: skip
+    flag=st.sampled_from(
+        [
+            "--epochs",
+            "--batch-size",
+            "--lr",
+            "--particles",
+            "--latent-dim",
+            "--hidden",
+            "--objective",
+            "--prior",
+            "--likelihood",
+            "--beta",
+            "--alpha",
+            "--dataset",
+            "--train-size",
+        ]
+    ),  # fmt: skip
     value=st.sampled_from(["0", "-1", "nan", "abc", "1e9999", "", "3,-2", "iwae"]),
 )
 def test_malformed_cli_flags_never_leave_a_run_folder(tmp_path_factory, flag, value):
