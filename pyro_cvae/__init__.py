@@ -9,6 +9,8 @@ from .config import ModelConfig, TrainConfig
 from .data import Dataset, Split, load_dataset
 from .evaluate import (
     active_units,
+    bits_per_dim,
+    importance_log_likelihood,
     control_score,
     elbo_per_image,
     evaluate,
@@ -36,6 +38,8 @@ __all__ = [
     "Split",
     "TrainConfig",
     "active_units",
+    "bits_per_dim",
+    "importance_log_likelihood",
     "control_score",
     "elbo_per_image",
     "evaluate",

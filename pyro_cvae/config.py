@@ -79,6 +79,9 @@ class ModelConfig(_JsonMixin):
     learn_x_scale: bool = False
     prior: str = "normal"
     prior_options: dict = field(default_factory=dict, hash=False, compare=True)
+    # widths of L >= 2 stochastic layers, bottom (z1, next to x) first: a hierarchical model
+    # (pyro_cvae.hierarchical); empty: one layer of latent_dim. latent_dim is then latent_dims[0].
+    latent_dims: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         shape = tuple(self.image_shape)
@@ -104,6 +107,7 @@ class ModelConfig(_JsonMixin):
                 f"not both (got {self.num_classes} and {self.condition_dim})"
             )
         _positive_int("latent_dim", self.latent_dim)
+        self._check_latent_dims()
         if not self.hidden_dims:
             raise ValueError("hidden_dims must list at least one hidden layer width, e.g. (400,)")
         for h in self.hidden_dims:
@@ -119,6 +123,44 @@ class ModelConfig(_JsonMixin):
         from .priors import PRIORS  # local import: priors imports nothing from config
 
         _choice("prior", self.prior, tuple(PRIORS))
+        if not isinstance(self.prior_options, dict):
+            raise ValueError(f"prior_options must be a dict, got {self.prior_options!r}")
+        unknown = sorted(set(self.prior_options) - set(PRIORS[self.prior].OPTIONS))
+        if unknown:
+            raise ValueError(
+                f"prior {self.prior!r} has no option(s) {unknown}; it accepts: "
+                f"{', '.join(PRIORS[self.prior].OPTIONS) or 'none'}"
+            )
+
+    def _check_latent_dims(self) -> None:
+        if isinstance(self.latent_dims, (str, int)):
+            raise ValueError(
+                f"latent_dims must be a tuple of layer widths such as (100, 50), "
+                f"got {self.latent_dims!r}"
+            )
+        dims = tuple(self.latent_dims)
+        object.__setattr__(self, "latent_dims", dims)
+        if not dims:
+            return
+        if len(dims) == 1:
+            raise ValueError(
+                f"latent_dims lists L >= 2 stochastic layers, got {dims}; for one layer use "
+                f"latent_dim={dims[0]} and latent_dims=()"
+            )
+        for d in dims:
+            _positive_int("each latent_dims entry", d, f"Got latent_dims={dims}; e.g. (100, 50).")
+        default = next(f.default for f in dataclasses.fields(self) if f.name == "latent_dim")
+        if self.latent_dim not in (default, dims[0]):
+            raise ValueError(
+                f"latent_dim={self.latent_dim} disagrees with latent_dims={dims}: with layers, "
+                f"latent_dim is the bottom layer's width; drop latent_dim or set it to {dims[0]}"
+            )
+        object.__setattr__(self, "latent_dim", dims[0])
+
+    @property
+    def hierarchical(self) -> bool:
+        """Whether the config describes several stochastic layers (``latent_dims``)."""
+        return bool(self.latent_dims)
 
     @property
     def cond_width(self) -> int:
@@ -161,6 +203,12 @@ class TrainConfig(_JsonMixin):
 
         _choice("objective", self.objective, tuple(OBJECTIVES))
         _positive_int("particles", self.particles, "K is the number of samples, K >= 1.")
+        a = self.alpha
+        if isinstance(a, bool) or not isinstance(a, (int, float)) or not math.isfinite(a) or a < 0 or a == 1:
+            raise ValueError(
+                f"alpha must be >= 0 and != 1, got {a!r}; alpha=0 is the IWAE bound and alpha=1 "
+                "the ELBO, e.g. --alpha 0.5"
+            )
         if not (isinstance(self.beta, (int, float)) and math.isfinite(self.beta) and self.beta > 0):
             raise ValueError(f"beta must be a finite number > 0, got {self.beta!r}")
         if isinstance(self.warmup_epochs, bool) or self.warmup_epochs < 0:

@@ -31,6 +31,8 @@ from .objectives import ImportanceWeightedELBO, importance_log_weights
 
 __all__ = [
     "log_weights",
+    "importance_log_likelihood",
+    "bits_per_dim",
     "elbo_per_image",
     "log_likelihood",
     "log_marginal",
@@ -49,6 +51,7 @@ def _labels(model, y):
 @torch.no_grad()
 def log_weights(model, x: torch.Tensor, y: torch.Tensor | None, num_samples: int) -> torch.Tensor:
     """log p(x, z_k | y) - log q(z_k | x, y) for K = ``num_samples`` draws: shape (K, B)."""
+    _check_num_samples(num_samples)
     elbo = ImportanceWeightedELBO(num_particles=num_samples)
     log_w, _, _ = importance_log_weights(elbo, model.model, model.guide, x, y)
     return log_w
@@ -75,6 +78,68 @@ def _chunk_size(num_samples: int, batch: int, x_dim: int, budget: int) -> int:
     return max(1, min(num_samples, budget // max(1, batch * x_dim)))
 
 
+def _check_num_samples(num_samples) -> None:
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(
+            f"num_samples (K) must be an integer >= 1, got {num_samples!r}; e.g. 5000 for a "
+            "test log-likelihood"
+        )
+
+
+@torch.no_grad()
+def importance_log_likelihood(
+    model_fn,
+    guide_fn,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    num_samples: int = 5000,
+    *,
+    batch_size: int = 100,
+    max_floats: int = 2**25,
+    progress: bool = False,
+) -> torch.Tensor:
+    r"""Importance-sampled :math:`\log p(x | y)` for any Pyro model/guide pair.
+
+    The lower-level form of :func:`log_likelihood`: ``model_fn(x, y)`` and ``guide_fn(x, y)``
+    are Pyro callables whose sample sites sit inside ``pyro.plate("data")`` over the first
+    dimension of ``x``. Particles are drawn in chunks of at most ``max_floats / (batch * x_dim)``
+    and combined with a running log-sum-exp, so memory does not grow with K.
+
+    Returns:
+        a tensor of shape (N,) in nats.
+
+    Raises:
+        ValueError: for K < 1, or when an estimate is NaN or infinite.
+    """
+    _check_num_samples(num_samples)
+    x_dim = math.prod(x.shape[1:])
+    results = []
+    slices = list(_batches(x.shape[0], batch_size))
+    for s in tqdm(slices, desc=f"log p(x) K={num_samples}", disable=not progress, leave=False):
+        xb = x[s]
+        yb = None if y is None else y[s]
+        chunk = _chunk_size(num_samples, xb.shape[0], x_dim, max_floats)
+        acc = torch.full((xb.shape[0],), -math.inf, device=x.device)
+        done = 0
+        while done < num_samples:
+            k = min(chunk, num_samples - done)
+            elbo = ImportanceWeightedELBO(num_particles=k)
+            lw, _, _ = importance_log_weights(elbo, model_fn, guide_fn, xb, yb)  # (k, B)
+            acc = torch.logaddexp(acc, torch.logsumexp(lw, dim=0))
+            done += k
+        est = acc - math.log(num_samples)
+        bad = (~torch.isfinite(est)).nonzero().flatten()
+        if len(bad):
+            raise ValueError(
+                f"the log-likelihood estimate is {est[bad[0]].item()} for {len(bad)} image(s), "
+                f"first image index {s.start + bad[0].item()}; expected a finite number. The "
+                "model or guide gave NaN or infinite log-densities: check the images are finite "
+                "and in the likelihood's range and the checkpoint has not diverged"
+            )
+        results.append(est)
+    return torch.cat(results) if results else torch.zeros(0)
+
+
 @torch.no_grad()
 def log_likelihood(
     model,
@@ -95,24 +160,19 @@ def log_likelihood(
     Returns:
         a tensor of shape (N,) in nats.
     """
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples (K) must be an integer >= 1, got {num_samples!r}")
+    _check_num_samples(num_samples)
     model.check_inputs(x, y)
-    x_dim = math.prod(x.shape[1:])
-    results = []
-    slices = list(_batches(x.shape[0], batch_size))
-    for s in tqdm(slices, desc=f"log p(x) K={num_samples}", disable=not progress, leave=False):
-        xb = x[s]
-        yb = None if y is None else y[s]
-        chunk = _chunk_size(num_samples, xb.shape[0], x_dim, max_floats)
-        acc = torch.full((xb.shape[0],), -math.inf, device=x.device)
-        done = 0
-        while done < num_samples:
-            k = min(chunk, num_samples - done)
-            acc = torch.logaddexp(acc, torch.logsumexp(log_weights(model, xb, yb, k), dim=0))
-            done += k
-        results.append(acc - math.log(num_samples))
-    return torch.cat(results) if results else torch.zeros(0)
+    return importance_log_likelihood(
+        model.model, model.guide, x, y, num_samples,
+        batch_size=batch_size, max_floats=max_floats, progress=progress,
+    )  # fmt: skip
+
+
+def bits_per_dim(nats_per_image: float | torch.Tensor, num_dims: int):
+    """Convert a negative log-likelihood in nats per image to bits per dimension."""
+    if isinstance(num_dims, bool) or not isinstance(num_dims, int) or num_dims < 1:
+        raise ValueError(f"num_dims must be a positive integer (e.g. 784), got {num_dims!r}")
+    return nats_per_image / (num_dims * math.log(2))
 
 
 @torch.no_grad()
@@ -258,19 +318,31 @@ def evaluate(
     control: bool = True,
     classify_samples: int = 0,
     progress: bool = False,
+    num_images: int | None = None,
+    max_floats: int = 2**25,
 ) -> dict:
     """All test metrics of a model as a dict (nats per image unless stated).
 
     Keys: ``elbo``, ``nll`` (importance-sampled, K = ``num_samples``), ``bits_per_dim``,
     ``kl``, ``active_units``, and for labelled models ``control_score``; with
     ``classify_samples > 0`` also the generative classifier's accuracy.
+
+    ``num_images`` evaluates the first N images of the split only (all when ``None``);
+    ``max_floats`` bounds the memory of the log-likelihood (see :func:`log_likelihood`).
     """
     model.eval()
     device = model.device
     s = data.eval_split(split).to(device)
+    if num_images is not None:
+        if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
+            raise ValueError(
+                f"num_images must be a positive integer (first N images of the {split} split), "
+                f"got {num_images!r}; pass None to evaluate all {len(s)}"
+            )
+        s = s.subset(num_images)
     y = _labels(model, s.y)
     elbo = elbo_per_image(model, s)
-    ll = log_likelihood(model, s.x, y, num_samples, progress=progress)
+    ll = log_likelihood(model, s.x, y, num_samples, progress=progress, max_floats=max_floats)
     kl = _kl_per_image(model, s)
     n_active, _ = active_units(model, s.x, y)
     dims = math.prod(data.image_shape)
@@ -280,7 +352,7 @@ def evaluate(
         "num_samples": num_samples,
         "elbo": elbo.mean().item(),
         "nll": -ll.mean().item(),
-        "bits_per_dim": -ll.mean().item() / (dims * math.log(2)),
+        "bits_per_dim": bits_per_dim(-ll.mean().item(), dims),
         "kl": kl,
         "active_units": n_active,
         "latent_dim": model.config.latent_dim,

@@ -14,10 +14,21 @@ log weights :math:`\log w_{nk} = \log p(x_n, z_{nk} | y_n) - \log q(z_{nk} | x_n
 
 The per-image property holds only when every latent sample site sits inside the data plate
 (``pyro.plate("data")``): a site outside it (a global latent) couples the images, and the
-log-mean-exp over particles would no longer factorise. Pyro's ``RenyiELBO`` sums each particle's
-log weight over all plates *before* the log-mean-exp: it equals the per-image bound only for a
-batch of one image. The bounds here keep the data dimension and refuse models that break the
-condition.
+log-mean-exp over particles would no longer factorise. The bounds here keep the data dimension
+explicitly and refuse (``ValueError``) models that break the condition.
+
+How Pyro's own ``RenyiELBO(alpha=0, num_particles=K, vectorize_particles=True)`` relates (checked
+in ``tests/test_objectives.py``): before its log-mean-exp over particles it sums each particle's
+log weight over the plates that are *not common to every sample site*
+(``pyro.infer.util.get_dependent_plate_dims``). So
+
+* when every sample site (model and guide) sits in the data plate, the data plate is common,
+  is not summed, and ``RenyiELBO`` gives exactly the per-image bound ``iwae`` computes;
+* when one site sits outside the data plate, the data plate is no longer common, is summed
+  first, and ``RenyiELBO`` becomes :math:`\log \frac1K \sum_k \prod_n w_{nk}`, one log-mean-exp
+  of the whole batch's weight (the bound of a model whose latent the batch shares). It equals a
+  sum of per-image bounds only for a batch of one image, and it changes with the batch size;
+  ``iwae`` raises instead of switching silently.
 
 References:
     [1] Burda, Grosse and Salakhutdinov, Importance Weighted Autoencoders, ICLR 2016.
@@ -32,11 +43,15 @@ import math
 import warnings
 from collections.abc import Callable
 
-import pyro.distributions as dist
 import torch
+from pyro import poutine
 from pyro.infer import ELBO, Trace_ELBO, TraceEnum_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
 from pyro.infer.enum import get_importance_trace
-from pyro.infer.util import is_identically_zero
+from pyro.infer.util import is_identically_zero, is_validation_enabled
+from pyro.poutine.messenger import Messenger
+from pyro.poutine.util import prune_subsample_sites
+from pyro.util import check_model_guide_match, check_site_shape
+from torch import nn
 
 __all__ = [
     "OBJECTIVES",
@@ -91,15 +106,13 @@ def _check_per_datapoint(model_trace, guide_trace) -> None:
                 )
 
 
-def importance_log_weights(elbo: ELBO, model, guide, *args, **kwargs):
-    """Vectorized log importance weights, shape (K, B), and the traces they came from."""
-    model_trace, guide_trace = next(iter(elbo._get_traces(model, guide, args, kwargs)))
+def _log_weights_from_traces(model_trace, guide_trace, width: int) -> torch.Tensor:
+    """log p(x, z) - log q(z), shape (K, B), from traces whose log-densities are computed."""
     _check_per_datapoint(model_trace, guide_trace)
-    nesting = elbo.max_plate_nesting
     log_w = 0.0
     for site in model_trace.nodes.values():
         if site["type"] == "sample":
-            log_w = log_w + _site_per_datapoint(site, nesting)
+            log_w = log_w + _site_per_datapoint(site, width)
     for name, site in guide_trace.nodes.items():
         if site["type"] == "sample":
             if not site["fn"].has_rsample:
@@ -107,8 +120,30 @@ def importance_log_weights(elbo: ELBO, model, guide, *args, **kwargs):
                     f"guide site {name!r} is not reparameterizable; importance-weighted bounds "
                     "here need reparameterized guides: use objective='tracegraph'"
                 )
-            log_w = log_w - _site_per_datapoint(site, nesting)
+            log_w = log_w - _site_per_datapoint(site, width)
+    return log_w
+
+
+def importance_log_weights(elbo: ELBO, model, guide, *args, **kwargs):
+    """Vectorized log importance weights, shape (K, B), and the traces they came from.
+
+    ``elbo`` supplies K (``num_particles``) and the plate nesting; it must vectorize particles.
+    """
+    model_trace, guide_trace = next(iter(elbo._get_traces(model, guide, args, kwargs)))
+    log_w = _log_weights_from_traces(model_trace, guide_trace, elbo.max_plate_nesting)
     return log_w, model_trace, guide_trace
+
+
+def _check_finite(bound: torch.Tensor, name: str) -> None:
+    bad = (~torch.isfinite(bound)).nonzero().flatten()
+    if len(bad):
+        raise ValueError(
+            f"the {name!r} bound is {bound[bad[0]].item()} for {len(bad)} of {bound.numel()} "
+            f"images (first at batch index {bad[0].item()}); expected finite log weights. The "
+            "model or guide produced NaN or infinite log-densities: check the inputs are finite "
+            "and in the likelihood's range, and that the parameters have not diverged "
+            "(lower the learning rate)"
+        )
 
 
 def _check_scales(model_trace, guide_trace, name: str) -> None:
@@ -140,11 +175,13 @@ class ImportanceWeightedELBO(ELBO):
             or not isinstance(num_particles, int)
             or num_particles < 1
         ):
-            raise ValueError(f"num_particles (K) must be an integer >= 1, got {num_particles!r}")
-        if not (math.isfinite(alpha) and alpha >= 0 and alpha != 1):
+            raise ValueError(
+                f"num_particles (K) must be an integer >= 1, got {num_particles!r}; e.g. 5"
+            )
+        if not _valid_alpha(alpha):
             raise ValueError(
                 f"alpha must be >= 0 and != 1 (alpha=1 is the ELBO: use objective='elbo'), "
-                f"got {alpha!r}"
+                f"got {alpha!r}; e.g. alpha=0.5, or 0 for the IWAE bound"
             )
         super().__init__(
             num_particles=num_particles,
@@ -154,6 +191,7 @@ class ImportanceWeightedELBO(ELBO):
         if num_particles == 1:  # ELBO adds the particle plate's dim only for K > 1; keep it
             self.max_plate_nesting += 1
         self.alpha = float(alpha)
+        self.name = "iwae" if self.alpha == 0 else "renyi"
 
     def _get_trace(self, model, guide, args, kwargs):
         # "flat" log-densities: every site's log_prob keeps its plate (and particle) dims
@@ -171,11 +209,15 @@ class ImportanceWeightedELBO(ELBO):
         return self.bound_per_datapoint(log_w), log_w, gt
 
     def loss(self, model, guide, *args, **kwargs) -> float:
+        """Minus the bound summed over the batch; raises ``ValueError`` if it is not finite."""
         with torch.no_grad():
             bound, _, _ = self._bound(model, guide, args, kwargs)
+        _check_finite(bound, self.name)
         return -bound.sum().item()
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
+        """Minus the bound (a tensor to differentiate). A non-finite value is returned as is:
+        the trainer turns it into :class:`~pyro_cvae.train.NonFiniteLossError` (or skips it)."""
         # all guide sites are reparameterized, so the bound's own gradient is the estimator
         bound, _, _ = self._bound(model, guide, args, kwargs)
         return -bound.sum()
@@ -186,64 +228,174 @@ class ImportanceWeightedELBO(ELBO):
         return loss.item()
 
 
-def _detached(fn):
-    """The same distribution with its parameters cut from the graph (values unchanged)."""
-    if isinstance(fn, dist.Independent):
-        return dist.Independent(_detached(fn.base_dist), fn.reinterpreted_batch_ndims)
-    if isinstance(fn, (dist.Normal,)):
-        return type(fn)(fn.loc.detach(), fn.scale.detach())
-    raise ValueError(
-        f"objective 'dreg' supports Normal guides, got {type(fn).__name__}; use 'iwae'"
-    )
+class _ScaleGrad(torch.autograd.Function):
+    """Identity in the forward pass; the backward pass multiplies the gradient by
+    ``holder[name]``, which is filled in after the forward pass (the weights are not known
+    when the latent is drawn)."""
+
+    @staticmethod
+    def forward(ctx, z, holder, name):
+        ctx.holder, ctx.name = holder, name
+        return z.view_as(z)
+
+    @staticmethod
+    def backward(ctx, grad):
+        scale = ctx.holder[ctx.name]
+        while scale.dim() > grad.dim():  # K = 1 without a particle plate: drop its size-1 dim
+            scale = scale.squeeze(0)
+        return grad * scale, None, None
+
+
+def _weights_like(w: torch.Tensor, site: dict, width: int) -> torch.Tensor:
+    """(K, B) weights reshaped to broadcast against a site's value (particle, data, event dims)."""
+    frames = [f for f in site["cond_indep_stack"] if f.name == DATA_PLATE]
+    shape = [1] * (width + site["fn"].event_dim)
+    shape[0] = w.shape[0]  # particles sit at batch dim -width
+    shape[width + frames[0].dim] = w.shape[1]
+    return w.reshape(shape)
+
+
+class _DetachParams(Messenger):
+    """Detaches the values of ``pyro.param`` sites (parameters from Pyro's parameter store)."""
+
+    def _pyro_post_param(self, msg):
+        msg["value"] = msg["value"].detach()
+
+
+class _CallMethod(nn.Module):
+    """Calls ``owner.<name>`` so that ``functional_call`` can swap the owner's parameters."""
+
+    def __init__(self, owner: nn.Module, name: str):
+        super().__init__()
+        self.owner = owner
+        self.method = name
+
+    def forward(self, *args, **kwargs):
+        return getattr(self.owner, self.method)(*args, **kwargs)
+
+
+def _stopped(guide: Callable) -> Callable:
+    """The guide with every parameter held fixed (detached) and everything else unchanged.
+
+    Parameters of the ``nn.Module`` the guide is a method of (or is) are swapped for detached
+    copies with :func:`torch.func.functional_call`; ``pyro.param`` values are detached by a
+    messenger. Samples replayed into the guide keep their gradient paths.
+    """
+    owner = getattr(guide, "__self__", None)
+    if isinstance(guide, nn.Module):
+        caller, module, prefix = guide, guide, ""
+    elif isinstance(owner, nn.Module):
+        caller, module, prefix = _CallMethod(owner, guide.__name__), owner, "owner."
+    else:
+        caller = module = None
+
+    def stopped(*args, **kwargs):
+        with _DetachParams():
+            if caller is None:
+                return guide(*args, **kwargs)
+            params = {prefix + n: p.detach() for n, p in module.named_parameters()}
+            return torch.func.functional_call(caller, params, args, kwargs)
+
+    return stopped
 
 
 class DReGELBO(ImportanceWeightedELBO):
     r"""The IWAE bound with the doubly-reparameterized gradient estimator of Tucker et al. (2019).
 
     Value: identical to ``iwae``. Gradients, with normalized weights
-    :math:`\tilde w_k = w_k / \sum_j w_j`:
+    :math:`\tilde w_k = w_k / \sum_j w_j` and all latents :math:`z_k = z(\epsilon_k, \phi)`
+    reparameterized:
 
-    * model (decoder, prior): :math:`\sum_k \tilde w_k \nabla_\theta \log w_k` (as IWAE);
-    * guide: :math:`\sum_k \tilde w_k^2 \frac{\partial \log w_k}{\partial z_k}
-      \frac{\partial z_k}{\partial \phi}`, where :math:`\log q` is evaluated with the guide's
-      parameters held fixed, which removes the score-function term whose variance grows with K.
+    * model (decoder, prior) parameters :math:`\theta`: :math:`\sum_k \tilde w_k
+      \nabla_\theta \log w_k` (as IWAE);
+    * guide parameters :math:`\phi`: :math:`\sum_k \tilde w_k^2 \frac{\partial \log w_k}
+      {\partial z_k} \frac{d z_k}{d \phi}`, where the partial derivative holds :math:`\phi`
+      fixed inside :math:`\log q_\phi(z)`. This drops the score-function term
+      :math:`-\nabla_\phi \log q_\phi(z)|_z` whose variance makes IWAE's encoder gradient
+      vanish in signal-to-noise as K grows [2].
 
-    Implemented in one backward pass: the surrogate :math:`\sum_k \mathrm{sg}(\tilde w_k) \log w_k`
-    (with :math:`\log q` at stopped parameters) gives the model gradient, and a hook on each
-    latent sample multiplies the gradient that flows into it by :math:`\tilde w_k`.
+    Several latent sites (a hierarchical guide :math:`q(z_1|x) q(z_2|z_1, x)`) are supported:
+    :math:`\log q` is re-evaluated by replaying the samples into the guide with its
+    *parameters* detached, so :math:`\log q(z_2 | z_1)` keeps its dependence on the sample
+    :math:`z_1` and only :math:`\phi` is held fixed.
 
-    Supported guides: one stochastic layer whose distribution parameters depend on the data and
-    the guide's own parameters only (as in :class:`~pyro_cvae.CVAE`); others are refused.
+    Implementation, in one backward pass: the guide runs once to draw the latents. Each latent
+    enters the model and the stopped guide through an identity whose backward pass multiplies
+    the gradient by :math:`\tilde w_k` (:class:`_ScaleGrad`), while the guide's own later
+    layers use the raw sample, so every path from :math:`\log w` back to :math:`\phi` is
+    scaled once. The surrogate :math:`\sum_k \mathrm{sg}(\tilde w_k) \log w_k` (with
+    :math:`\log q` at stopped parameters) then gives :math:`\tilde w_k` for :math:`\theta` and
+    :math:`\tilde w_k^2` along the latent paths.
+
+    Requirement: the guide's parameters live in the ``nn.Module`` (e.g. ``PyroModule``) whose
+    method the guide is (as ``CVAE.guide``), or in Pyro's parameter store. Tensors captured
+    in a closure cannot be held fixed and would bias the guide gradient.
+
+    References:
+        [1] Tucker, Lawson, Gu and Maddison, Doubly Reparameterized Gradient Estimators for
+            Monte Carlo Objectives, ICLR 2019.
+        [2] Rainforth et al., Tighter Variational Bounds are Not Necessarily Better, ICML 2018.
     """
 
     name = "dreg"
 
     def __init__(self, num_particles: int = 1, max_plate_nesting: int = 1):
         super().__init__(num_particles, alpha=0.0, max_plate_nesting=max_plate_nesting)
+        self.name = "dreg"
+
+    def _traces(self, model, guide, args, kwargs):
+        """Guide trace (raw samples), model trace and stopped-guide trace (hooked samples)."""
+        holder: dict = {}
+        width = self.max_plate_nesting
+        guide_trace = poutine.trace(self._vectorized_num_particles(guide), graph_type="flat")
+        guide_trace = guide_trace.get_trace(*args, **kwargs)
+        hooked = guide_trace.copy()
+        for name, site in guide_trace.nodes.items():
+            if site["type"] == "sample" and not site["is_observed"]:
+                hooked.nodes[name] = dict(site, value=_ScaleGrad.apply(site["value"], holder, name))
+        model_trace = poutine.trace(
+            poutine.replay(self._vectorized_num_particles(model), trace=hooked), graph_type="flat"
+        ).get_trace(*args, **kwargs)
+        stopped_trace = poutine.trace(
+            poutine.replay(self._vectorized_num_particles(_stopped(guide)), trace=hooked),
+            graph_type="flat",
+        ).get_trace(*args, **kwargs)
+        if is_validation_enabled():
+            check_model_guide_match(model_trace, guide_trace, width)
+        traces = []
+        for tr in (model_trace, guide_trace, stopped_trace):
+            tr = prune_subsample_sites(tr)
+            tr.compute_log_prob()
+            if is_validation_enabled():
+                for site in tr.nodes.values():
+                    if site["type"] == "sample":
+                        check_site_shape(site, width)
+            traces.append(tr)
+        return (*traces, holder)
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
-        bound, log_w, guide_trace = self._bound(model, guide, args, kwargs)
-        latents = [s for s in guide_trace.nodes.values() if s["type"] == "sample"]
-        if len(latents) != 1:
-            raise ValueError(
-                "objective 'dreg' supports guides with one latent site; this guide has "
-                f"{len(latents)} ({[s['name'] for s in latents]}): use objective='iwae'"
-            )
-        site = latents[0]
-        nesting = self.max_plate_nesting
-        # log w with log q at stopped guide parameters: z keeps its reparameterized path
-        stopped = dict(site, log_prob=_detached(site["fn"]).log_prob(site["value"]))
-        log_w_sg = (
-            log_w + _site_per_datapoint(site, nesting) - _site_per_datapoint(stopped, nesting)
+        """Minus the IWAE bound; its gradient is the DReG estimator (see the class docstring)."""
+        width = self.max_plate_nesting
+        model_trace, guide_trace, stopped_trace, holder = self._traces(model, guide, args, kwargs)
+        _check_scales(model_trace, guide_trace, self.name)
+        log_w = _log_weights_from_traces(model_trace, guide_trace, width)  # (K, B)
+        bound = self.bound_per_datapoint(log_w.detach())  # (B,)
+        log_q_stopped = sum(
+            _site_per_datapoint(s, width)
+            for s in stopped_trace.nodes.values()
+            if s["type"] == "sample"
+        )
+        log_p = sum(
+            _site_per_datapoint(s, width)
+            for s in model_trace.nodes.values()
+            if s["type"] == "sample"
         )
         w_tilde = torch.softmax(log_w.detach(), dim=0)  # (K, B)
-        z = site["value"]
-        if z.requires_grad:
-            scale = w_tilde.reshape(w_tilde.shape + (1,) * (z.dim() - w_tilde.dim()))
-            z.register_hook(lambda g: g * scale)
-        surrogate = (w_tilde * log_w_sg).sum()
-        value = bound.sum()
-        return -(value.detach() + surrogate - surrogate.detach())
+        for name, site in guide_trace.nodes.items():
+            if site["type"] == "sample":
+                holder[name] = _weights_like(w_tilde, site, width)
+        surrogate = (w_tilde * (log_p - log_q_stopped)).sum()
+        return -(bound.sum() + surrogate - surrogate.detach())
 
 
 def _elbo_factory(cls) -> Callable[..., ELBO]:
@@ -267,14 +419,33 @@ OBJECTIVES: dict[str, Callable[..., ELBO]] = {
 IMPORTANCE_WEIGHTED = ("iwae", "renyi", "dreg")
 
 
+def _valid_alpha(alpha) -> bool:
+    return (
+        isinstance(alpha, (int, float))
+        and not isinstance(alpha, bool)
+        and math.isfinite(alpha)
+        and alpha >= 0
+        and alpha != 1
+    )
+
+
 def make_objective(name: str, particles: int = 1, alpha: float = 0.5) -> ELBO:
     """Build the objective registered under ``name`` with K = ``particles`` samples per image."""
     if name not in OBJECTIVES:
-        raise ValueError(f"unknown objective {name!r}; choose one of {', '.join(OBJECTIVES)}")
+        raise ValueError(
+            f"unknown objective {name!r}; choose one of {', '.join(OBJECTIVES)} "
+            "(e.g. --objective iwae --particles 5)"
+        )
     if isinstance(particles, bool) or not isinstance(particles, int) or particles < 1:
-        raise ValueError(f"particles (K) must be an integer >= 1, got {particles!r}")
-    if name == "renyi" and not (math.isfinite(alpha) and alpha >= 0 and alpha != 1):
-        raise ValueError(f"alpha must be >= 0 and != 1 for objective 'renyi', got {alpha!r}")
+        raise ValueError(
+            f"particles (K) must be an integer >= 1, got {particles!r}; K is the number of "
+            "samples of z per image, e.g. --particles 5"
+        )
+    if name == "renyi" and not _valid_alpha(alpha):
+        raise ValueError(
+            f"alpha must be >= 0 and != 1 for objective 'renyi', got {alpha!r}; alpha=0 is "
+            "the IWAE bound and alpha=1 the ELBO (use objective 'iwae' or 'elbo'), e.g. 0.5"
+        )
     return OBJECTIVES[name](particles=particles, alpha=alpha)
 
 

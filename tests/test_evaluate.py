@@ -1,0 +1,168 @@
+"""Tests of pyro_cvae.evaluate: chunked log-likelihoods, ELBO per image, active units,
+the marginal likelihood and generative classifier, bits per dimension, bad input."""
+
+import math
+
+import pyro
+import pytest
+import torch
+from pyro.infer import Trace_ELBO
+
+import pyro_cvae
+from pyro_cvae.evaluate import (
+    active_units,
+    bits_per_dim,
+    elbo_per_image,
+    generative_classify,
+    log_likelihood,
+    log_marginal,
+    log_weights,
+)
+
+
+@pytest.fixture(scope="module")
+def trained(digits):
+    """A small CVAE trained for a few seconds on digits (shared by the tests that need one)."""
+    torch.manual_seed(0)
+    model = pyro_cvae.CVAE(image_shape=(1, 8, 8), num_classes=10, latent_dim=4, hidden_dims=(64,))
+    with pyro.validation_enabled(False):
+        pyro_cvae.fit(model, digits, epochs=5, batch_size=64, lr=3e-3, progress=False,
+                      validate_every=0)  # fmt: skip
+    return model.eval()
+
+
+def _test_batch(digits, n):
+    s = digits.eval_split("test")
+    return s.x[:n], s.y[:n]
+
+
+class TestLogLikelihood:
+    def test_chunked_equals_one_chunk_within_monte_carlo_error(self, trained, digits):
+        x, y = _test_batch(digits, 6)
+        K = 3000
+        pyro.set_rng_seed(0)
+        one = log_likelihood(trained, x, y, K, max_floats=10**9)
+        pyro.set_rng_seed(1)
+        many = log_likelihood(trained, x, y, K, max_floats=6 * 64 * 37)  # chunks of 37
+        # Monte Carlo error of one estimate, from the spread of K-sample log weights
+        lw = log_weights(trained, x, y, K)
+        w = torch.exp(lw - lw.max(0).values)
+        se = (w.std(0) / w.mean(0) / math.sqrt(K)).max().item()
+        assert (one - many).abs().max().item() < 5 * math.sqrt(2) * se + 1e-6
+        assert se < 0.05  # tolerance is tight: the guide is good and K large
+
+    def test_memory_bounded_chunk_count_grows_with_K(self, small_model, digits):
+        x, y = _test_batch(digits, 10)
+        shapes = []
+        handle = small_model.decoder.register_forward_hook(
+            lambda mod, inp, out: shapes.append(tuple(out.shape))
+        )
+        budget = 10 * 64 * 25  # 25 particles of a 10-image batch of 64 pixels
+        try:
+            for K in (25, 100, 400):
+                shapes.clear()
+                log_likelihood(small_model, x, y, K, batch_size=10, max_floats=budget)
+                assert len(shapes) == K // 25  # one decoder call per chunk of 25 particles
+                assert max(math.prod(s) for s in shapes) <= budget
+        finally:
+            handle.remove()
+
+    def test_importance_estimate_is_above_elbo_and_rises_with_K(self, trained, digits):
+        x, y = _test_batch(digits, 50)
+        pyro.set_rng_seed(0)
+        elbo = elbo_per_image(trained, pyro_cvae.Split(x, y), num_samples=100).mean().item()
+        ll = [log_likelihood(trained, x, y, K).mean().item() for K in (1, 10, 500)]
+        assert ll[0] == pytest.approx(elbo, abs=1.0)  # K=1 is an ELBO draw
+        assert elbo < ll[1] < ll[2]
+
+    @pytest.mark.parametrize("K", [0, -1, 2.0, True])
+    def test_bad_num_samples(self, small_model, digits, K):
+        x, y = _test_batch(digits, 2)
+        with pytest.raises(ValueError, match=r"num_samples \(K\) must be an integer >= 1, got"):
+            log_likelihood(small_model, x, y, K)
+
+    def test_bad_images_are_refused_before_sampling(self, small_model, digits):
+        x, y = _test_batch(digits, 2)
+        with pytest.raises(ValueError):
+            log_likelihood(small_model, x * float("nan"), y, 5)
+
+
+class TestElboPerImage:
+    def test_equals_trace_elbo_loss_on_the_same_batch(self, small_model, digits):
+        x, y = _test_batch(digits, 20)
+        pyro.set_rng_seed(3)
+        ours = elbo_per_image(small_model, pyro_cvae.Split(x, y), batch_size=100)
+        pyro.set_rng_seed(3)
+        ref = Trace_ELBO().loss(small_model.model, small_model.guide, x, y)
+        assert ours.shape == (20,)
+        assert ours.sum().item() == pytest.approx(-ref, rel=1e-6)
+
+
+class TestActiveUnits:
+    def test_counts_dims_whose_posterior_mean_varies(self, small_model, digits):
+        x, y = _test_batch(digits, 200)
+        head = small_model.encoder.net[2]  # last layer: rows 0..3 are loc, 4..7 the scales
+        with torch.no_grad():
+            head.weight[:2] = 0.0  # dims 0, 1: constant mean, inactive
+            head.bias[:2] = 0.7
+            _, v = active_units(small_model, x, y)
+            for dim, target in ((2, 0.02), (3, 0.005)):  # just above and just below 0.01
+                head.weight[dim] *= math.sqrt(target / v[dim].item())
+                head.bias[dim] = 0.0
+        n, variances = active_units(small_model, x, y)
+        assert variances[:2].tolist() == [0.0, 0.0]
+        torch.testing.assert_close(variances[2:], torch.tensor([0.02, 0.005]), rtol=1e-4, atol=0)
+        assert n == 1
+        assert active_units(small_model, x, y, threshold=0.001)[0] == 2
+
+
+class TestMarginalAndClassifier:
+    def test_probabilities_sum_to_one_and_beat_chance(self, trained, digits):
+        x, y = _test_batch(digits, 100)
+        pyro.set_rng_seed(0)
+        joint, marginal = log_marginal(trained, x, num_samples=20)
+        assert joint.shape == (100, 10) and marginal.shape == (100,)
+        torch.testing.assert_close(marginal, torch.logsumexp(joint, -1))
+        probs = generative_classify(trained, x, num_samples=20)
+        torch.testing.assert_close(probs.sum(-1), torch.ones(100), atol=1e-5, rtol=0)
+        acc = (probs.argmax(-1) == y).float().mean().item()
+        assert acc > 0.5, acc  # chance is 0.1
+
+    def test_prior_over_labels_shifts_the_posterior(self, trained, digits):
+        x, _ = _test_batch(digits, 5)
+        prior = torch.full((10,), 1e-3)
+        prior[3] = 1 - 9e-3
+        pyro.set_rng_seed(0)
+        flat = generative_classify(trained, x, 10)
+        pyro.set_rng_seed(0)
+        tilted = generative_classify(trained, x, 10, prior=prior)
+        assert (tilted[:, 3] > flat[:, 3]).all()
+
+    def test_unconditional_model_refused(self, digits):
+        vae = pyro_cvae.CVAE(image_shape=(1, 8, 8), num_classes=0, latent_dim=2, hidden_dims=(8,))
+        with pytest.raises(ValueError, match="needs a label-conditioned model"):
+            log_marginal(vae, _test_batch(digits, 2)[0])
+
+
+class TestBitsPerDim:
+    def test_conversion(self):
+        assert bits_per_dim(784 * math.log(2), 784) == pytest.approx(1.0)
+        assert bits_per_dim(torch.tensor([0.0, 64 * math.log(2) * 3]), 64).tolist() == [0, 3]
+
+    @pytest.mark.parametrize("dims", [0, -4, 2.5])
+    def test_bad_dims(self, dims):
+        with pytest.raises(ValueError, match="num_dims must be a positive integer"):
+            bits_per_dim(1.0, dims)
+
+    def test_evaluate_reports_consistent_numbers(self, trained, digits):
+        pyro.set_rng_seed(0)
+        m = pyro_cvae.evaluate(trained, digits.subset(50, 60), num_samples=50, control=False)
+        assert m["bits_per_dim"] == pytest.approx(m["nll"] / (64 * math.log(2)))
+        assert m["nll"] < -m["elbo"]  # the importance-sampled estimate is the tighter one
+        assert 0 <= m["active_units"] <= m["latent_dim"] == 4
+
+    def test_evaluate_on_the_first_images_only(self, trained, digits):
+        m = pyro_cvae.evaluate(trained, digits, num_samples=5, control=False, num_images=20)
+        assert m["num_images"] == 20
+        with pytest.raises(ValueError, match="num_images must be a positive integer"):
+            pyro_cvae.evaluate(trained, digits, num_samples=5, control=False, num_images=0)

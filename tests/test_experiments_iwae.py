@@ -1,0 +1,95 @@
+"""Smoke tests of experiments/iwae_vs_elbo.py and experiments/gradient_snr.py (tiny budgets)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def iwae_vs_elbo():
+    return _load("iwae_vs_elbo")
+
+
+@pytest.fixture(scope="module")
+def gradient_snr():
+    return _load("gradient_snr")
+
+
+@pytest.mark.parametrize("script", ["iwae_vs_elbo", "gradient_snr"])
+def test_every_flag_has_help(script):
+    parser = _load(script).build_parser()
+    flags = [a for a in parser._actions if a.option_strings and a.dest != "help"]
+    assert len(flags) >= 8
+    for action in flags:
+        assert action.help and len(action.help) > 10, action.option_strings
+
+
+def test_iwae_vs_elbo_tiny_writes_results_and_resumes(iwae_vs_elbo, tmp_path):
+    args = ["--tiny", "--runs-dir", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "res")]
+    rows = iwae_vs_elbo.main(args)
+    assert [(r["method"], r["k"]) for r in rows] == [
+        ("iwae", 1), ("vae", 1), ("iwae", 5), ("vae", 5), ("iwae", 50), ("vae", 50),
+    ]  # fmt: skip
+    by = {(r["method"], r["k"]): r for r in rows}
+    # k=1: the IWAE bound with one sample is the ELBO; same seed, same draws, same numbers
+    assert by[("iwae", 1)]["nll"] == pytest.approx(by[("vae", 1)]["nll"], abs=1e-3)
+    for r in rows:
+        assert 0 < r["nll"] < 64 * 0.7  # below the 64 * log 2 nats of a coin per pixel
+        assert r["nll"] <= -r["test_elbo"] + 0.5  # the k=50 estimate beats the ELBO
+        assert len(r["curve"]) == 1 and 0 <= r["active_units"] <= 8
+    res = tmp_path / "res"
+    md = (res / "iwae_vs_elbo.md").read_text()
+    assert "84.78" in md and "ReLU" in md and "1 epochs per row" in md
+    assert "command: `python experiments/iwae_vs_elbo.py --tiny --runs-dir" in md
+    raw = json.loads((res / "iwae_vs_elbo.json").read_text())
+    assert raw["settings"]["epochs"] == 1 and len(raw["rows"]) == 6 and not raw["pending_rows"]
+    assert len((res / "iwae_vs_elbo.csv").read_text().strip().splitlines()) == 1 + 6
+    assert (res / "iwae_vs_elbo.png").stat().st_size > 1000
+
+    # a second call with the same settings reads the finished rows instead of retraining
+    again = iwae_vs_elbo.main(args)
+    assert [r["nll"] for r in again] == [r["nll"] for r in rows]
+
+    # more epochs: the row resumes from its checkpoint, keeping the first epoch's curve point
+    more = iwae_vs_elbo.main(args + ["--epochs", "2", "--ks", "1", "--methods", "iwae"])
+    assert len(more) == 1 and [p["epoch"] for p in more[0]["curve"]] == [1, 2]
+    assert more[0]["curve"][0] == by[("iwae", 1)]["curve"][0]
+
+
+def test_iwae_vs_elbo_bad_flags(iwae_vs_elbo, tmp_path):
+    with pytest.raises(SystemExit, match="--ks must be comma-separated integers >= 1"):
+        iwae_vs_elbo.main(["--tiny", "--ks", "0,5", "--results-dir", str(tmp_path)])
+    with pytest.raises(SystemExit, match="unknown method 'wae'"):
+        iwae_vs_elbo.main(["--tiny", "--methods", "wae", "--results-dir", str(tmp_path)])
+
+
+def test_gradient_snr_tiny(gradient_snr, tmp_path):
+    out = gradient_snr.main(["--tiny", "--results-dir", str(tmp_path)])
+    rows = out["rows"]
+    assert [(r["estimator"], r["K"]) for r in rows] == [
+        ("iwae", 1), ("dreg", 1), ("iwae", 5), ("dreg", 5),
+    ]  # fmt: skip
+    for i in range(0, 4, 2):
+        # the same draws: DReG's decoder gradient is IWAE's, so their SNRs agree exactly
+        assert rows[i]["decoder_snr"] == pytest.approx(rows[i + 1]["decoder_snr"], rel=1e-5)
+        assert rows[i]["encoder_snr"] != rows[i + 1]["encoder_snr"]
+    assert (tmp_path / "gradient_snr.png").stat().st_size > 1000
+    assert "| 5 |" in (tmp_path / "gradient_snr.md").read_text()
+    assert json.loads((tmp_path / "gradient_snr.json").read_text())["settings"]["tiny"]
+
+
+def test_snr_definition(gradient_snr):
+    g = torch.tensor([[1.0, 0.0, 2.0], [3.0, 0.0, 2.0]])  # columns: SNR 2/sqrt(2), 0 spread
+    assert gradient_snr.snr(g) == pytest.approx(2 / 2**0.5)
