@@ -23,6 +23,8 @@ __all__ = [
     "training_curves",
     "latent_scatter",
     "image_strip",
+    "transfer_grid",
+    "score_histogram",
 ]
 
 
@@ -144,5 +146,43 @@ def latent_scatter(
     ax.set_xlabel(f"{method} 1")
     ax.set_ylabel(f"{method} 2")
     ax.set_title("posterior means E_q[z | x, y]")
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
+def transfer_grid(
+    x: torch.Tensor,
+    images: torch.Tensor,
+    column_names: Sequence[str],
+    *,
+    path: str | Path | None = None,
+):
+    """Style transfer: each input image (N, C, H, W) followed by its redrawings (N, L, C, H, W)."""
+    N, L = images.shape[:2]
+    cells = torch.cat([x.detach().cpu()[:, None], images.detach().cpu()], dim=1)  # (N, L+1, ...)
+    fig = image_grid(cells.flatten(0, 1), nrow=L + 1, title="input | the same latent decoded as")
+    ax = fig.axes[0]
+    w = images.shape[-1] + 1
+    ax.set_xticks([1 + w * (j + 0.5) for j in range(L + 1)])
+    ax.set_xticklabels(["input", *column_names], rotation=90 if L > 12 else 0, fontsize=7)
+    ax.xaxis.tick_top()
+    return _finish(fig, path)
+
+
+def score_histogram(
+    groups: dict[str, torch.Tensor],
+    *,
+    xlabel: str = "-log p(x) (nats)",
+    bins: int = 40,
+    path: str | Path | None = None,
+):
+    """Histograms of anomaly scores, one per named group (e.g. normal and held-out images)."""
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for name, scores in groups.items():
+        ax.hist(scores.detach().cpu().numpy(), bins=bins, alpha=0.6, label=name, density=True)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("density")
+    if len(groups) > 1:
+        ax.legend()
     fig.tight_layout()
     return _finish(fig, path)

@@ -97,3 +97,15 @@ def test_python_dash_m_works():
     out = subprocess.run([sys.executable, "-m", "pyro_cvae", "--help"], capture_output=True,
                          text=True, timeout=120)  # fmt: skip
     assert out.returncode == 0 and "train" in out.stdout and "evaluate" in out.stdout
+
+
+def test_train_and_sample_an_attribute_dataset(tmp_path):
+    """colored-digits: the condition is a vector; the schema travels with the run."""
+    out = tmp_path / "colored"
+    assert main(["train", "--dataset", "colored-digits", "--out", str(out), "--eval-samples",
+                 "0", *TINY]) == 0  # fmt: skip
+    assert (out / "attributes.json").exists() and (out / "samples.png").exists()
+    npz = tmp_path / "red5.npz"
+    assert main(["sample", "--run", str(out), "--condition", "digit=5,color=red", "-n", "3",
+                 "--out", str(tmp_path / "red5.png"), "--npz", str(npz)]) == 0  # fmt: skip
+    assert np.load(npz)["images"].shape == (3, 3, 8, 8)
