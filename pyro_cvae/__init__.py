@@ -18,7 +18,7 @@ from .evaluate import (
     log_likelihood,
     log_marginal,
 )
-from .models import CVAE, load
+from .models import CVAE, HierarchicalCVAE, build_model, load  # models registers the others
 from .objectives import OBJECTIVES, make_objective
 from .priors import PRIORS
 from .train import History, NonFiniteLossError, RunFolderError, fit
@@ -27,6 +27,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CVAE",
+    "HierarchicalCVAE",
     "CheckpointError",
     "Dataset",
     "History",
@@ -38,6 +39,7 @@ __all__ = [
     "Split",
     "TrainConfig",
     "active_units",
+    "build_model",
     "bits_per_dim",
     "importance_log_likelihood",
     "control_score",

@@ -29,11 +29,12 @@ from torch.nn import functional as F
 from .checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
 from .config import ModelConfig
 from .data import check_images, check_labels
+from .distributions import ReparamNormal
 from .likelihoods import make_likelihood
 from .nets import make_decoder, make_encoder
 from .priors import make_prior
 
-__all__ = ["CVAE", "load", "MODEL_CLASSES"]
+__all__ = ["CVAE", "load", "MODEL_CLASSES", "build_model"]
 
 
 class CVAE(PyroModule):
@@ -56,12 +57,18 @@ class CVAE(PyroModule):
             config = ModelConfig(**kwargs)
         elif kwargs:
             raise ValueError("give either a ModelConfig or keyword arguments, not both")
+        if config.latent_dims and not getattr(type(self), "supports_latent_dims", False):
+            raise ValueError(
+                f"latent_dims={config.latent_dims} describes a hierarchical model; build it with "
+                "pyro_cvae.build_model(config) (or HierarchicalCVAE), not CVAE"
+            )
         super().__init__()
         self.config = config
         cw, d = config.cond_width, config.latent_dim
         self.encoder = make_encoder(config.net, config.image_shape, cw, config.hidden_dims, d)
         self.decoder = make_decoder(config.net, config.image_shape, cw, config.hidden_dims, d)
         self.prior = make_prior(config.prior, d, cw, config.prior_options)
+        self.prior.bind(self)  # priors that need the model (VampPrior: its encoder)
         self.likelihood = make_likelihood(config.likelihood, config.x_scale, config.learn_x_scale)
         #: weight of the latent site (beta of beta-VAE); set by the trainer for warm-up
         self.kl_scale = 1.0
@@ -129,7 +136,7 @@ class CVAE(PyroModule):
     def q_dist(self, x: torch.Tensor, c: torch.Tensor | None) -> dist.TorchDistribution:
         """The guide's q(z | x, c): batch (B,), event (D,)."""
         loc, scale = self.encoder(x, c)
-        return dist.Normal(loc, scale).to_event(1)
+        return ReparamNormal(loc, scale).to_event(1)
 
     def _latent_scale(self):
         s = self.kl_scale
@@ -261,3 +268,20 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> PyroModu
     ckpt = resolve_checkpoint(path)
     model = model_from_payload(load_checkpoint(ckpt, map_location), str(ckpt))
     return model.to(map_location).eval()
+
+
+# M2 (semi-supervised) subclasses CVAE, so it is imported and registered after CVAE exists
+from .semisupervised import M2  # noqa: E402
+
+MODEL_CLASSES["M2"] = M2
+
+# the hierarchical model subclasses CVAE too: imported and registered after CVAE exists
+from .hierarchical import HierarchicalCVAE  # noqa: E402
+
+MODEL_CLASSES["HierarchicalCVAE"] = HierarchicalCVAE
+
+
+def build_model(config: ModelConfig) -> CVAE:
+    """The model a config describes: :class:`HierarchicalCVAE` when it lists ``latent_dims``,
+    else :class:`CVAE`."""
+    return HierarchicalCVAE(config) if config.latent_dims else CVAE(config)

@@ -140,3 +140,10 @@ def test_load_errors(small_model, tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"hello")
     with pytest.raises(CheckpointError, match="not a pyro_cvae checkpoint"):
         pc.load(tmp_path / "junk.pt")
+
+
+def test_cvae_refuses_a_hierarchical_config():
+    cfg = pc.ModelConfig(latent_dims=(6, 3), hidden_dims=(16,))
+    with pytest.raises(ValueError, match="build_model"):
+        pc.CVAE(cfg)
+    assert isinstance(pc.build_model(cfg), pc.HierarchicalCVAE)

@@ -1,0 +1,68 @@
+"""Smoke test of experiments/priors.py at its tiny budget."""
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "priors.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("experiments_priors", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_help_lists_every_flag(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _load().main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for flag in (
+        "--tiny",
+        "--epochs",
+        "--rows",
+        "--eval-samples",
+        "--pseudo-inputs",
+        "--results-dir",
+    ):
+        assert flag in text
+
+
+def test_tiny_run_writes_table_numbers_and_figure(tmp_path):
+    priors = _load()
+    out = tmp_path / "results"
+    rows = "normal,mixture/class,vamp/class,flow,vamp VAE"
+    argv = [
+        "--tiny",
+        "--rows",
+        rows,
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--results-dir",
+        str(out),
+    ]
+    assert priors.main(argv) == 0
+    data = json.loads((out / "priors.json").read_text())
+    assert list(data["rows"]) == rows.split(",")
+    assert data["settings"]["eval_samples"] == 20 and data["settings"]["tiny"] is True
+    for name, row in data["rows"].items():
+        assert math.isfinite(row["nll"]) and row["nll"] > 0, name
+        assert row["nll"] <= -row["elbo"] + 1.0, name  # k=20 bound is not far below the ELBO's
+        assert 0 <= row["active_units"] <= row["latent_dim"]
+        assert ("control_score" in row) == row["conditional"]
+    table = (out / "priors.md").read_text()
+    assert "| vamp VAE | vamp | pseudo_inputs=5 | none |" in table
+    assert (out / "priors.png").stat().st_size > 1000
+    # a second call reuses the finished rows instead of training them again
+    assert priors.main(argv) == 0
+    assert json.loads((out / "priors.json").read_text())["rows"] == data["rows"]
+
+
+def test_unknown_row_is_refused(tmp_path):
+    with pytest.raises(SystemExit, match="unknown row"):
+        _load().main(["--tiny", "--rows", "gamma", "--results-dir", str(tmp_path)])
