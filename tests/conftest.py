@@ -13,11 +13,14 @@ import pyro_cvae  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def _fresh_pyro_state():
+    threads = torch.get_num_threads()
     pyro.clear_param_store()
     pyro.set_rng_seed(0)
     with pyro.validation_enabled(True):
         yield
     pyro.clear_param_store()
+    # experiment scripts pin one thread; later tests compare runs bit for bit across processes
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True, scope="session")

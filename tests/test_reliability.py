@@ -34,8 +34,11 @@ def _final_state(folder: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
+    """An uninterrupted run in a fresh process, as the interrupted ones are."""
     out = tmp_path_factory.mktemp("ref") / "run"
-    assert main([*TRAIN, "--out", str(out), "--quiet"]) == 0
+    p = _spawn(out, resume=False)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err.decode()
     return _final_state(out)
 
 
