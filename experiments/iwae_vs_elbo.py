@@ -384,7 +384,7 @@ def write_results(
         p_nll, p_au = paper.get((r["method"], r["k"]), (float("nan"), "-"))
         lines.append(
             f"| {r['method'].upper()} | {r['k']} | {r['nll']:.2f} | {r['nll_stderr']:.2f} | "
-            f"{p_nll:.2f} | {r['active_units']}/{r['latent_dim']} | {p_au} | "
+            f"{p_nll:.2f} | {r['active_units']}/{(s.get('latent_dims') or [r['latent_dim']])[0]} | {p_au} | "
             f"{r['test_elbo']:.2f} | {r['test_bound']:.2f} | {r['train_seconds']:.0f} |"
         )
     for name in pending:
