@@ -1,0 +1,69 @@
+"""Smoke test of experiments/semi_supervised.py with its tiny budget."""
+
+import importlib.util
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "semi_supervised.py"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread: these tests share two cores with other work."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("semi_supervised_experiment", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _load().main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--labels", "--iwae-labels", "--deadline", "--tiny", "--class-weight"):
+        assert flag in text
+
+
+def test_tiny_run_writes_every_result(tmp_path):
+    t0 = time.perf_counter()
+    results = _load().main(
+        ["--tiny", "--quiet", "--out", str(tmp_path / "res"), "--run-dir", str(tmp_path / "runs")]
+    )
+    assert time.perf_counter() - t0 < 25
+    out = tmp_path / "res"
+    for name in ("semi_supervised.md", "semi_supervised.json", "semi_supervised_error.png",
+                 "semi_supervised_analogies.png"):  # fmt: skip
+        assert (out / name).stat().st_size > 0, name
+    saved = json.loads((out / "semi_supervised.json").read_text())
+    assert saved["finished"] is not None
+    methods = sorted(r["method"] for r in saved["rows"])
+    assert methods == ["IW-M2 (K=2)", "M2", "supervised"]
+    m2 = next(r for r in saved["rows"] if r["method"] == "M2")
+    assert m2["epochs"] == 2 and len(m2["curve"]) == 2
+    assert 0 <= m2["test_error"] <= 100 and 0 <= m2["generative_error"] <= 100
+    assert saved["timing"]["ratio"] > 0
+    assert results["rows"] == saved["rows"]
+    table = (out / "semi_supervised.md").read_text()
+    assert "| 50 | M2 | 2 |" in table and "epochs" in table
+    (out / "semi_supervised.md").unlink()
+    module = _load()
+    again = module.main(["--render-only", "--out", str(out)])
+    assert again["rows"] == saved["rows"]
+    assert (out / "semi_supervised.md").read_text() == table
+
+
+def test_deadline_in_the_past_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="has passed"):
+        _load()._deadline("00:00")
