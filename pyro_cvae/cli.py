@@ -299,10 +299,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="K per label for the generative classifier p(y|x) (0: skip; costly)",
     )
-    e.add_argument("--num-images", type=_positive_int, default=None,
-                   help="evaluate only the first N images of the split (default: all)")
-    e.add_argument("--max-floats", type=_positive_int, default=2**25,
-                   help="floats of decoder output per chunk: bounds memory (default 2^25)")
+    e.add_argument(
+        "--num-images",
+        type=_positive_int,
+        default=None,
+        help="evaluate only the first N images of the split (default: all)",
+    )
+    e.add_argument(
+        "--max-floats",
+        type=_positive_int,
+        default=2**25,
+        help="floats of decoder output per chunk: bounds memory (default 2^25)",
+    )
     e.add_argument("--out", default=None, help="JSON path (default: <run>/metrics.json)")
     e.add_argument("--seed", type=int, default=0, help="random seed (0)")
     e.add_argument("--data-dir", default=None, help="data folder, as for train")
@@ -387,11 +395,10 @@ def _print_metrics(metrics: dict) -> None:
 
 
 def cmd_train(args) -> int:
+    from .attributes import SCHEMAS, save_schema
     from .evaluate import evaluate
     from .models import build_model
     from .train import fit
-
-    from .attributes import SCHEMAS, save_schema
 
     schema = SCHEMAS.get(args.dataset)  # attribute data sets: y is a condition vector
     binarize = args.binarize or (

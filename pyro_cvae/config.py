@@ -204,7 +204,13 @@ class TrainConfig(_JsonMixin):
         _choice("objective", self.objective, tuple(OBJECTIVES))
         _positive_int("particles", self.particles, "K is the number of samples, K >= 1.")
         a = self.alpha
-        if isinstance(a, bool) or not isinstance(a, (int, float)) or not math.isfinite(a) or a < 0 or a == 1:
+        if (
+            isinstance(a, bool)
+            or not isinstance(a, (int, float))
+            or not math.isfinite(a)
+            or a < 0
+            or a == 1
+        ):
             raise ValueError(
                 f"alpha must be >= 0 and != 1, got {a!r}; alpha=0 is the IWAE bound and alpha=1 "
                 "the ELBO, e.g. --alpha 0.5"
