@@ -81,6 +81,7 @@ from .train import (
     _StopFlag,
     kl_weight,
     resolve_device,
+    verify_resumable,
 )
 
 __all__ = [
@@ -547,17 +548,7 @@ def fit_semisupervised(
     loaded = load_latest_good(out, map_location=device) if (resume and out is not None) else None
     if loaded is not None:
         path, ckpt = loaded
-        if ckpt.get("model_config") != model.config.to_dict():
-            raise CheckpointError(
-                f"{path} was written by a model with another configuration; resume with the "
-                "same model settings or train into a new --out folder"
-            )
-        saved_cfg = SemiSupervisedConfig.from_dict(ckpt["train_config"])
-        if saved_cfg.replace(epochs=config.epochs) != config:
-            raise CheckpointError(
-                f"{path} was trained with other settings ({saved_cfg}); resume with the same "
-                "settings (only --epochs may change) or train into a new --out folder"
-            )
+        verify_resumable(path, ckpt, model, config)
         if not torch.equal(ckpt["labelled"].to(device), torch.nonzero(mask).flatten()):
             raise CheckpointError(
                 f"{path} was trained with another labelled subset; resume with the same labels"

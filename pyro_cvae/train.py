@@ -213,6 +213,25 @@ def _rng_state(device: torch.device) -> dict:
     return state
 
 
+def verify_resumable(path, ckpt: dict, model, config) -> None:
+    """Refuse to resume a checkpoint of another model configuration or other settings.
+
+    ``config``'s own class reads the saved settings, so subclasses of :class:`TrainConfig`
+    (semi-supervised training) are compared field by field too; only ``epochs`` may change.
+    """
+    if ckpt.get("model_config") != model.config.to_dict():
+        raise CheckpointError(
+            f"{path} was written by a model with another configuration; resume with the "
+            "same model settings or train into a new --out folder"
+        )
+    saved_cfg = type(config).from_dict(ckpt["train_config"])
+    if saved_cfg.replace(epochs=config.epochs) != config:
+        raise CheckpointError(
+            f"{path} was trained with other settings ({saved_cfg}); resume with the same "
+            "settings (only --epochs may change) or train into a new --out folder"
+        )
+
+
 def start_of(ckpt: dict) -> int:
     """Steps done before a checkpoint (to derive a fresh seed when RNG states do not fit)."""
     return int(ckpt["epoch"]) * 100_000 + int(ckpt["step"])
@@ -299,17 +318,7 @@ def fit(
     loaded = load_latest_good(out, map_location=device) if (resume and out is not None) else None
     if loaded is not None:
         path, ckpt = loaded
-        if ckpt.get("model_config") != model.config.to_dict():
-            raise CheckpointError(
-                f"{path} was written by a model with another configuration; resume with the "
-                "same model settings or train into a new --out folder"
-            )
-        saved_cfg = TrainConfig.from_dict(ckpt["train_config"])
-        if saved_cfg.replace(epochs=config.epochs) != config:
-            raise CheckpointError(
-                f"{path} was trained with other settings ({saved_cfg}); resume with the same "
-                "settings (only --epochs may change) or train into a new --out folder"
-            )
+        verify_resumable(path, ckpt, model, config)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         ranks = ckpt.get("rng_ranks") or [ckpt["rng"]]
