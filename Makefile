@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo figures test lint bench clean
+.PHONY: setup demo figures test lint bench experiments clean
 
 setup: $(STAMP)
 
@@ -38,6 +38,25 @@ lint: setup
 
 bench: setup
 	$(BIN)/python -m benchmarks
+
+# The budgets the committed results in experiments/results/ were written with (hours on 2 cores).
+experiments: setup
+	$(BIN)/python experiments/iwae_vs_elbo.py --epochs 4 --eval-images 500
+	$(BIN)/python experiments/iwae_vs_elbo.py --latent-dims 100,50 --hidden 100,100 --epochs 3 \
+		--eval-images 500 --runs-dir experiments/runs/iwae_vs_elbo_2layer
+	$(BIN)/python experiments/gradient_snr.py
+	$(BIN)/python experiments/priors.py --epochs 12 --runs-dir experiments/runs/priors12
+	$(BIN)/python experiments/semi_supervised.py --labels 100,1000,3000 --iwae-labels 100 \
+		--hidden 256 --latent-dim 50 --class-weight-ratio 0.1 --epochs 30
+	# digits rows (defaults), then the reduced MNIST rows; each results .md states its budget
+	$(BIN)/python experiments/colored_digits.py
+	$(BIN)/python experiments/anomaly.py
+	$(BIN)/python experiments/anomaly.py --dataset mnist --train-size 10000 --epochs 10 \
+		--max-test 500 -k 20
+	$(BIN)/python experiments/augmentation.py
+	$(BIN)/python experiments/augmentation.py --dataset mnist --seeds 2 --max-test 2000 \
+		--cvae-steps 2000
+	$(BIN)/python experiments/quadrants.py
 
 clean:
 	rm -rf runs .pytest_cache
