@@ -79,6 +79,7 @@ from .train import (
     _rng_state,
     _set_rng_state,
     _StopFlag,
+    check_data_fits_model,
     kl_weight,
     resolve_device,
     verify_resumable,
@@ -459,16 +460,7 @@ def labelled_mask(data: Dataset, config: SemiSupervisedConfig, labelled=None) ->
 
 def _check_semi_data(model: M2, data: Dataset, mask: torch.Tensor) -> None:
     cfg = model.config
-    if cfg.num_classes != data.num_classes:
-        raise ValueError(
-            f"the model has num_classes={cfg.num_classes} but data set {data.name!r} has "
-            f"{data.num_classes} classes; build the model with num_classes={data.num_classes}"
-        )
-    if tuple(data.image_shape) != tuple(cfg.image_shape):
-        raise ValueError(
-            f"the model expects images of shape {cfg.image_shape} but data set {data.name!r} has "
-            f"{data.image_shape}; build the model with image_shape={tuple(data.image_shape)}"
-        )
+    check_data_fits_model(model, data)
     model.check_inputs(data.train.x)
     check_labels(data.train.y[mask], cfg.num_classes)
     for name in ("val", "test"):

@@ -181,7 +181,8 @@ def kl_weight(config: TrainConfig, epochs_done: float) -> float:
     return config.beta * min(1.0, epochs_done / config.warmup_epochs)
 
 
-def _check_data(model, data: Dataset) -> None:
+def check_data_fits_model(model, data: Dataset) -> None:
+    """Refuse a data set whose image shape or number of classes the model was not built for."""
     cfg: ModelConfig = model.config
     if cfg.num_classes and cfg.num_classes != data.num_classes:
         raise ValueError(
@@ -193,6 +194,11 @@ def _check_data(model, data: Dataset) -> None:
             f"the model expects images of shape {cfg.image_shape} but data set {data.name!r} has "
             f"{data.image_shape}; build the model with image_shape={tuple(data.image_shape)}"
         )
+
+
+def _check_data(model, data: Dataset) -> None:
+    cfg: ModelConfig = model.config
+    check_data_fits_model(model, data)
     for name in ("train", "val", "test"):
         split = getattr(data, name)
         if len(split) == 0:
