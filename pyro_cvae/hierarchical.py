@@ -266,25 +266,3 @@ class HierarchicalCVAE(CVAE):
             base = self.layer_dist(l, z, c).base_dist
             z = base.loc + temperature * base.scale * torch.randn_like(base.loc)
         return z  # (..., d_1)
-
-    @torch.no_grad()
-    def sample(self, y=None, num_samples: int = 1, *, mean: bool = True, temperature: float = 1.0):
-        """Generate images given a condition, drawing every layer top-down.
-
-        Arguments and shapes as :meth:`pyro_cvae.CVAE.sample`; ``temperature`` scales the top
-        layer's draw and the noise of each lower layer.
-        """
-        if isinstance(num_samples, bool) or int(num_samples) != num_samples or num_samples < 1:
-            raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
-        if not temperature > 0:
-            raise ValueError(f"temperature must be positive, got {temperature!r}")
-        single = y is None or (not isinstance(y, torch.Tensor) and not hasattr(y, "__len__"))
-        single = single or (isinstance(y, torch.Tensor) and y.dim() == 0)
-        if y is None and self.config.cond_width:
-            raise ValueError("this model is conditional: pass a label or condition y to sample()")
-        labels = self._as_condition(y)
-        M = 1 if labels is None else labels.shape[0]
-        c = self.condition(labels, M)
-        z = self.sample_latents(c, (num_samples, M), temperature)  # (n, M, d_1)
-        x = self.decode_c(z, c, mean=mean).transpose(0, 1)  # (M, n, C, H, W)
-        return x[0] if single else x

@@ -217,9 +217,13 @@ class CVAE(PyroModule):
         labels = self._as_condition(y)
         M = 1 if labels is None else labels.shape[0]
         c = self.condition(labels, M)
-        z = self.z_dist(c, (num_samples, M)).sample() * temperature  # (n, M, D)
+        z = self.sample_latents(c, (num_samples, M), temperature)  # (n, M, D)
         x = self.decode_c(z, c, mean=mean).transpose(0, 1)  # (M, n, C, H, W)
         return x[0] if single else x
+
+    def sample_latents(self, c: torch.Tensor | None, batch_shape, temperature: float = 1.0):
+        """Prior draws of the latent the decoder reads, ``batch_shape + (latent_dim,)``."""
+        return self.z_dist(c, batch_shape).sample() * temperature
 
     def decode_c(self, z: torch.Tensor, c: torch.Tensor | None, *, mean: bool = True):
         """Like :meth:`decode` with a ready condition vector c (broadcast against z)."""
