@@ -2,6 +2,8 @@
 
 Each ratio is measured side by side in one run (these machines are noisy): Pyro and plain
 PyTorch epochs alternate, the first round is a warm-up, the median of the rest is reported.
+The CPU is always measured; a CUDA GPU, when one is present, gets a section of its own
+(``--device cpu`` or ``--device cuda`` picks one).
 """
 
 from __future__ import annotations
@@ -13,70 +15,164 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import eval_speed, train_speed
+from benchmarks import eval_speed, overhead, semi_speed, train_speed
 
 RESULTS = Path(__file__).with_name("results.md")
+
+WHAT = {
+    "plain": "hand-written loss, fused Adam",
+    "modules": "pyro_cvae's networks and distribution objects, called without Pyro",
+    "trace_elbo": "Pyro: trace the guide, replay the model, `Trace_ELBO`",
+    "svi_step": "`ModuleSVI.step`: finite loss and gradient checks",
+}
+
+
+def _device_name(device: str) -> str:
+    if device == "cuda":
+        return f"CUDA GPU ({torch.cuda.get_device_name(0)})"
+    return f"CPU ({platform.machine()}, {torch.get_num_threads()} torch threads)"
+
+
+def measure(device: str, args, log) -> dict:
+    """Every figure on one device."""
+    size = 2000 if args.quick else None
+    iw_size = 500 if args.quick else args.iwae_train_size
+    rep = 1 if args.quick else args.repeats
+    rate = eval_speed.matmul_gflops(device=device)
+    log(f"{device} matmul rate: {rate:.1f} GFLOP/s (fp32, 2048x2048)")
+    kw = dict(device=device, log=log)
+    k_eval = 200 if args.quick else 5000
+    return {
+        "device": device,
+        "rate": rate,
+        "repeats": rep,
+        "n_full": size or 50000,
+        "iw_size": iw_size,
+        "elbo": train_speed.run("mnist", rep, ("elbo",), train_size=size, **kw),
+        "iwae": train_speed.run("mnist", rep, ("iwae5", "iwae50"), train_size=iw_size, **kw),
+        "elbo_iw": train_speed.run("mnist", rep, ("elbo",), train_size=iw_size, **kw),
+        "semi": semi_speed.run("mnist", rep, train_size=iw_size, **kw),
+        "steps": overhead.run("mnist", 50 if args.quick else 500, **kw),
+        "k_eval": k_eval,
+        "evals": eval_speed.run(
+            "mnist", k_eval, (10, 40) if args.quick else (50, 200), rate=rate, **kw
+        )[1],
+    }
+
+
+def section(m: dict) -> list[str]:
+    """The Markdown of one device's figures."""
+    rate = m["rate"]
+
+    def pct(gflops):
+        return f"{100 * gflops / rate:.0f}%"
+
+    out = [
+        f"## {_device_name(m['device'])}",
+        "",
+        f"Matrix-multiply rate measured in the same run: {rate:.1f} GFLOP/s (fp32, 2048 x "
+        "2048). The percentages are the share of it that each figure's matrix products reach "
+        "(FLOPs counted by `torch.utils.flop_counter`, forward and backward).",
+        "",
+        "### Training: pyro_cvae against plain PyTorch",
+        "",
+        "| objective | training images | plain PyTorch s/epoch | pyro_cvae s/epoch | ratio "
+        "| plain % of matmul | pyro_cvae % of matmul |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for n, rows in ((m["n_full"], m["elbo"]), (m["iw_size"], m["elbo_iw"] + m["iwae"])):
+        for r in rows:
+            out.append(
+                f"| {r['objective']} | {n} | {r['plain_s']:.2f} | {r['pyro_s']:.2f} | "
+                f"{r['ratio']:.3f} | {pct(r['plain_gflops'])} | {pct(r['pyro_gflops'])} |"
+            )
+    base = m["elbo_iw"][0]["pyro_s"]
+    out += ["", "Cost of an IWAE epoch relative to an ELBO epoch (same images, pyro_cvae):", ""]
+    out += [f"- {r['objective']}: {r['pyro_s'] / base:.1f}x" for r in m["iwae"]]
+    steps = m["steps"]
+    out += [
+        "",
+        "Where an ELBO step's time goes (`benchmarks/overhead.py`; one batch of 128, median ms "
+        "per step; each version adds one layer to the one before):",
+        "",
+        "| version | ms/step | x plain | what it adds |",
+        "|---|---|---|---|",
+    ]
+    out += [
+        f"| {k} | {ms:.2f} | {ms / steps['plain']:.3f} | {WHAT[k]} |" for k, ms in steps.items()
+    ]
+    semi = m["semi"]
+    out += [
+        "",
+        "### Semi-supervised (M2) epoch beside the ELBO epoch",
+        "",
+        f"{semi['train_size']} training images, 100 of them labelled; labels enumerated in "
+        "parallel (`TraceEnum_ELBO`); both pyro_cvae, same networks and unlabelled batch size "
+        "(`benchmarks/semi_speed.py`).",
+        "",
+        "| CVAE elbo s/epoch | M2 enumerated s/epoch | ratio | matmul work ratio "
+        "| CVAE % of matmul | M2 % of matmul |",
+        "|---|---|---|---|---|---|",
+        f"| {semi['elbo_s']:.2f} | {semi['m2_s']:.2f} | {semi['ratio']:.2f} | "
+        f"{semi['flops_ratio']:.2f} | {pct(semi['elbo_gflops'])} | {pct(semi['m2_gflops'])} |",
+        "",
+        f"### Evaluation: `log_likelihood` at K = {m['k_eval']}",
+        "",
+        "Particles are drawn in chunks of `max_floats` floats of decoder output (default "
+        "2^22). The FLOPs are the decoder's matrix products, K per image (the encoder runs once "
+        "per image). Peak memory growth: the rise of resident memory (on a GPU: of allocated "
+        "GPU memory) during the call, its peak reset before it.",
+        "",
+        "| test images | chunk (floats) | images/s | GFLOP/s | % of matmul "
+        "| peak memory growth (MiB) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in m["evals"]:
+        out.append(f"| {r['images']} | 2^{r['max_floats'].bit_length() - 1} | "
+                   f"{r['images_per_s']:.1f} | {r['gflops']:.1f} | {pct(r['gflops'])} | "
+                   f"{r['peak_growth_mib']:.0f} |")  # fmt: skip
+    return out + [""]
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--repeats", type=int, default=3, help="timed epochs per side (3)")
     p.add_argument("--iwae-train-size", type=int, default=10000,
-                   help="training images for the IWAE rows (default 10000 of 50000)")  # fmt: skip
+                   help="training images for the IWAE and M2 rows (default 10000 of 50000)")  # fmt: skip
+    p.add_argument("--device", choices=("all", "cpu", "cuda"), default="all",
+                   help="all: the CPU, and the GPU when one is present (default)")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     p.add_argument("--out", default=str(RESULTS), help="Markdown file to write")
     args = p.parse_args(argv)
-    lines = []
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA GPU is available here; use --device cpu")
+    devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
+    devices = [d for d in devices if d == "cpu" or torch.cuda.is_available()]
+    lines: list[str] = []
 
     def log(msg):
         print(msg, flush=True)
         lines.append(msg)
 
-    size = 2000 if args.quick else None
-    iw_size = 500 if args.quick else args.iwae_train_size
-    rep = 1 if args.quick else args.repeats
-    elbo = train_speed.run("mnist", rep, ("elbo",), train_size=size, log=log)
-    iwae = train_speed.run("mnist", rep, ("iwae5", "iwae50"), train_size=iw_size, log=log)
-    elbo_iw = train_speed.run("mnist", rep, ("elbo",), train_size=iw_size, log=log)
-    rate, evals = eval_speed.run(
-        "mnist", 200 if args.quick else 5000, (10, 40) if args.quick else (50, 200), log=log
-    )
-    header = [
+    results = [measure(d, args, log) for d in devices]
+    rep = results[0]["repeats"]
+    text = [
         "# Benchmarks",
         "",
-        f"Written by `python -m benchmarks` on {datetime.date.today()} ({platform.machine()}, "
-        f"{torch.get_num_threads()} torch threads, torch {torch.__version__}). MLP CVAE, hidden "
-        "400, latent 50, batch 128, MNIST (dynamic binarisation). Pyro and the hand-written "
-        "PyTorch loop (`benchmarks/plain.py`, fused Adam) alternate epochs in one process; "
-        f"medians of {rep} timed epochs after one warm-up.",
+        f"Written by `python -m benchmarks` on {datetime.date.today()} (torch "
+        f"{torch.__version__}). MLP CVAE, hidden 400, latent 50, batch 128, MNIST (dynamic "
+        "binarisation). Pyro and the hand-written PyTorch loop (`benchmarks/plain.py`, fused "
+        f"Adam) alternate epochs in one process; medians of {rep} timed epochs after one "
+        "warm-up (pyro_cvae's epochs by `fit`'s own per-epoch clock, which leaves out the "
+        "one-off setup of a `fit` call).",
         "",
-        "| objective | training images | plain PyTorch s/epoch | pyro_cvae s/epoch | ratio |",
-        "|---|---|---|---|---|",
     ]
-    n_full = size or 50000
-    for r in elbo:
-        header.append(f"| {r['objective']} | {n_full} | {r['plain_s']:.2f} | {r['pyro_s']:.2f} | "
-                      f"{r['ratio']:.3f} |")  # fmt: skip
-    for r in elbo_iw + iwae:
-        header.append(f"| {r['objective']} | {iw_size} | {r['plain_s']:.2f} | {r['pyro_s']:.2f} "
-                      f"| {r['ratio']:.3f} |")  # fmt: skip
-    base = elbo_iw[0]["pyro_s"]
-    header += ["", "Cost of an IWAE epoch relative to an ELBO epoch (same images, pyro_cvae):", ""]
-    for r in iwae:
-        header.append(f"- {r['objective']}: {r['pyro_s'] / base:.1f}x")
-    header += [
-        "",
-        f"Evaluation, `log_likelihood` at K = {evals[0]['images'] and (200 if args.quick else 5000)}; "
-        f"machine matmul rate {rate:.1f} GFLOP/s:",
-        "",
-        "| test images | images/s | GFLOP/s | fraction of matmul rate | peak RSS growth (MiB) |",
-        "|---|---|---|---|---|",
-    ]
-    for r in evals:
-        header.append(f"| {r['images']} | {r['images_per_s']:.1f} | {r['gflops']:.1f} | "
-                      f"{100 * r['fraction_of_matmul']:.0f}% | {r['max_rss_growth_mib']:.0f} |")  # fmt: skip
-    header += ["", "Raw log:", "", "```", *lines, "```", ""]
-    Path(args.out).write_text("\n".join(header))
+    if "cuda" not in devices:
+        text += ["No CUDA GPU was present in this run: CPU figures only.", ""]
+    for m in results:
+        text += section(m)
+    text += ["Raw log:", "", "```", *lines, "```", ""]
+    Path(args.out).write_text("\n".join(text))
     print(f"wrote {args.out}")
 
 

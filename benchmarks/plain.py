@@ -34,7 +34,7 @@ class PlainCVAE(nn.Module):
         xf = x.flatten(1)
         loc, raw = self.enc(torch.cat([xf, c], -1)).chunk(2, -1)
         scale = F.softplus(raw) + 1e-4
-        eps = torch.randn((k,) + loc.shape, dtype=x.dtype)
+        eps = torch.randn((k,) + loc.shape, dtype=x.dtype, device=x.device)
         z = loc + scale * eps  # (k, B, D)
         logits = self.dec(torch.cat([z, c.expand(k, -1, -1)], -1))  # (k, B, x_dim)
         log_px = -F.binary_cross_entropy_with_logits(
@@ -49,7 +49,17 @@ class PlainCVAE(nn.Module):
         return log_px + log_pz - log_qz
 
     def elbo_loss(self, x, y):
-        return -self.log_weights(x, y, 1).sum()
+        """-ELBO summed over the batch, one particle: the leanest form of ``log_weights``."""
+        c = F.one_hot(y, self.num_classes).to(x.dtype)
+        xf = x.flatten(1)
+        loc, raw = self.enc(torch.cat([xf, c], -1)).chunk(2, -1)
+        scale = F.softplus(raw) + 1e-4
+        eps = torch.randn_like(loc)
+        z = loc + scale * eps
+        logits = self.dec(torch.cat([z, c], -1))
+        # -log p(x|z) - log p(z) + log q(z|x); the log(2 pi) terms of p(z) and q(z|x) cancel
+        nll = F.binary_cross_entropy_with_logits(logits, xf, reduction="sum")
+        return nll + 0.5 * (z.pow(2).sum() - eps.pow(2).sum()) - scale.log().sum()
 
     def iwae_loss(self, x, y, k):
         lw = self.log_weights(x, y, k)
@@ -59,10 +69,12 @@ class PlainCVAE(nn.Module):
 def plain_epoch(model: PlainCVAE, opt, x, y, batch_size: int, k: int = 0, seed: int = 0) -> float:
     """One epoch of the hand-written loop (dynamic binarisation, shuffled); returns the loss."""
     order = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))
+    order = order.to(x.device)
     total = 0.0
     for i in range(0, x.shape[0], batch_size):
         idx = order[i : i + batch_size]
-        xb = torch.bernoulli(x[idx])
+        xb = x[idx]
+        xb = (torch.rand_like(xb) < xb).to(xb.dtype)  # dynamic binarisation (faster than bernoulli)
         loss = model.elbo_loss(xb, y[idx]) if k == 0 else model.iwae_loss(xb, y[idx], k)
         opt.zero_grad(set_to_none=True)
         loss.backward()

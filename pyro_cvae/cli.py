@@ -19,6 +19,7 @@ import torch
 from .checkpoint import CheckpointError, resolve_checkpoint
 from .config import LIKELIHOODS, NETS, ModelConfig, TrainConfig
 from .data import BINARIZATIONS, DATASETS, Dataset, load_dataset
+from .evaluate import DEFAULT_MAX_FLOATS
 
 __all__ = ["main", "build_parser"]
 
@@ -308,8 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--max-floats",
         type=_positive_int,
-        default=2**25,
-        help="floats of decoder output per chunk: bounds memory (default 2^25)",
+        default=DEFAULT_MAX_FLOATS,
+        help="floats of decoder output per chunk: bounds memory (default 2^22, 16 MiB)",
     )
     e.add_argument("--out", default=None, help="JSON path (default: <run>/metrics.json)")
     e.add_argument("--seed", type=int, default=0, help="random seed (0)")

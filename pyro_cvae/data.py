@@ -35,9 +35,22 @@ __all__ = [
     "check_images",
     "check_labels",
     "partial_labels",
+    "binarize_draw",
 ]
 
 BINARIZATIONS = ("dynamic", "fixed", "none")
+
+
+def binarize_draw(x: torch.Tensor) -> torch.Tensor:
+    """A fresh binary image per call: each pixel is 1 with probability ``x`` (in [0, 1]).
+
+    ``rand < x`` has the distribution of ``torch.bernoulli(x)`` and, on the CPU, costs a
+    quarter of it (torch.bernoulli with tensor probabilities draws pixel by pixel: about 1 ms
+    for a batch of 128 MNIST images, a tenth of a training step).
+    """
+    return (torch.rand_like(x) < x).to(x.dtype)
+
+
 DIGIT_NAMES = tuple(str(i) for i in range(10))
 FASHION_NAMES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -130,7 +143,7 @@ class Dataset:
                 idx = order[i : i + batch_size].to(data.x.device)
                 x, y = data.x[idx], data.y[idx]
             if dynamic:
-                x = torch.bernoulli(x)
+                x = binarize_draw(x)
             yield x, y
 
     def eval_split(self, split: str) -> Split:

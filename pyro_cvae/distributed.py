@@ -12,12 +12,18 @@ at the start, gradients averaged before every optimizer step, identical updates 
 
 from __future__ import annotations
 
+import atexit
 import os
 
 import torch
 import torch.distributed as dist
 
 __all__ = ["DataParallel"]
+
+
+def _leave_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 class DataParallel:
@@ -39,6 +45,9 @@ class DataParallel:
         if not dist.is_initialized():
             backend = "nccl" if device.type == "cuda" else "gloo"
             dist.init_process_group(backend=backend)
+            # leave the group in order at exit: a process that exits with the group alive can
+            # abort in the backend's threads ("terminate called without an active exception")
+            atexit.register(_leave_group)
         return cls(dist.get_rank(), dist.get_world_size())
 
     def shard(self) -> tuple[int, int]:

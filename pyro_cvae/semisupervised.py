@@ -67,7 +67,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError, list_checkpoints, load_latest_good, save_checkpoint
 from .config import ModelConfig, TrainConfig
-from .data import Dataset, Split, check_images, check_labels, partial_labels
+from .data import Dataset, Split, binarize_draw, check_images, check_labels, partial_labels
 from .models import CVAE
 from .nets import Classifier
 from .objectives import ImportanceWeightedELBO, enum_objective, importance_log_weights
@@ -622,7 +622,7 @@ def fit_semisupervised(
                 il = order_l[step * B_l : (step + 1) * B_l]
                 xu, xl, yl = x_u[iu], x_l[il], y_l[il]
                 if dynamic:
-                    xu, xl = torch.bernoulli(xu), torch.bernoulli(xl)
+                    xu, xl = binarize_draw(xu), binarize_draw(xl)
                 weights = (
                     n_u / (n * max(xu.shape[0], 1)),
                     n_l / (n * xl.shape[0]),

@@ -3,7 +3,7 @@ import importlib.util
 import pytest
 import torch
 
-from pyro_cvae.data import check_images, check_labels, load_dataset
+from pyro_cvae.data import binarize_draw, check_images, check_labels, load_dataset
 
 
 def test_digits_shapes_ranges_and_splits(digits):
@@ -143,3 +143,14 @@ def test_check_labels_errors():
         check_labels(torch.tensor([0.0, 1.0]), 10)
     with pytest.raises(ValueError, match="got 2 labels for 3 images"):
         check_labels(torch.tensor([0, 1]), 10, n=3)
+
+
+def test_binarize_draw_is_a_bernoulli_draw_of_the_pixel_probabilities():
+    torch.manual_seed(0)
+    p = torch.tensor([0.0, 0.1, 0.5, 0.9, 1.0]).expand(20000, 5)
+    draws = binarize_draw(p)
+    assert draws.dtype == p.dtype and set(draws.unique().tolist()) <= {0.0, 1.0}
+    # frequencies within 4 standard errors of p; 0 and 1 are exact
+    freq = draws.mean(0)
+    assert torch.allclose(freq, p[0], atol=4 * (0.25 / 20000) ** 0.5)
+    assert freq[0] == 0.0 and freq[-1] == 1.0

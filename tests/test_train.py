@@ -6,7 +6,7 @@ import torch
 
 import pyro_cvae as pc
 from pyro_cvae.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
-from pyro_cvae.train import kl_weight
+from pyro_cvae.train import ModuleSVI, kl_weight
 
 
 def _model(seed=0, **kw):
@@ -180,3 +180,23 @@ def test_every_objective_trains(digits_small, objective):
     h = pc.fit(model, digits_small.subset(128, 32), epochs=2, batch_size=64, objective=objective,
                particles=3, progress=False)  # fmt: skip
     assert all(torch.isfinite(torch.tensor(h.column("train_loss"))))
+
+
+class _SqrtAtZero:
+    """An objective whose value is finite (0) but whose gradient is infinite: d sqrt(u)/du at 0."""
+
+    def differentiable_loss(self, model, guide, w):
+        return torch.sqrt(w - w.detach()).sum()
+
+
+def test_a_non_finite_gradient_stops_the_step_before_any_parameter_changes():
+    w = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.Adam([w], lr=0.1)
+    svi = ModuleSVI(None, None, opt, _SqrtAtZero(), [w])
+    with pytest.raises(pc.NonFiniteLossError, match="a gradient is not finite"):
+        svi.step(w)
+    assert torch.equal(w.detach(), torch.ones(3)) and w.grad is None
+    # a finite gradient passes the same check and steps
+    svi.loss.differentiable_loss = lambda model, guide, w: (w**2).sum()
+    svi.step(w)
+    assert torch.all(w.detach() < 1.0)
