@@ -136,11 +136,13 @@ class Dataset:
             order = full[: (n // world) * world][rank::world]
             n = order.shape[0]
         dynamic = self.binarize == "dynamic" and split == "train"
+        if order is not None:
+            order = order.to(data.x.device)  # one copy per epoch, none per batch
         for i in range(start * batch_size, n, batch_size):
             if order is None:
                 x, y = data.x[i : i + batch_size], data.y[i : i + batch_size]
             else:
-                idx = order[i : i + batch_size].to(data.x.device)
+                idx = order[i : i + batch_size]
                 x, y = data.x[idx], data.y[idx]
             if dynamic:
                 x = binarize_draw(x)

@@ -86,16 +86,33 @@ class ModuleSVI(SVI):
             # Pyro warns "Encountered NaN"; we raise NonFiniteLossError with the context instead
             warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
             loss = self.loss.differentiable_loss(self.model, self.guide, *args, **kwargs)
+        if self.parallel is not None:
+            return self._parallel_step(loss)
+        loss.backward()  # a non-finite loss gives non-finite gradients: cleared below, unused
+        # one device-to-host transfer per step: the loss and the gradients' finiteness together
+        flags = torch.stack([loss.detach().double(), self._nonfinite_grads(loss.device).double()])
+        value, bad_grads = flags.tolist()
+        if not math.isfinite(value):
+            self.optim.zero_grad(set_to_none=True)
+            raise NonFiniteLossError(f"the loss is {value}")
+        if bad_grads:
+            self.optim.zero_grad(set_to_none=True)
+            raise NonFiniteLossError("a gradient is not finite")
+        self.optim.step()
+        self.optim.zero_grad(set_to_none=True)
+        return value
+
+    def _parallel_step(self, loss: torch.Tensor) -> float:
         value = loss.item()
         finite = math.isfinite(value)
         if finite:
             loss.backward()
-        if self.parallel is not None:  # every rank joins the all-reduce, finite or not
-            finite = self.parallel.average_gradients(self.params, finite)
+        # every rank joins the all-reduce, finite or not, and all agree on the outcome
+        finite = self.parallel.average_gradients(self.params, finite)
         if not finite:
             self.optim.zero_grad(set_to_none=True)
             raise NonFiniteLossError(f"the loss is {value}")
-        if not self._grads_finite():
+        if self._nonfinite_grads(loss.device).item():
             self.optim.zero_grad(set_to_none=True)
             raise NonFiniteLossError("a gradient is not finite")
         self.optim.step()
@@ -103,21 +120,22 @@ class ModuleSVI(SVI):
         return value
 
     @torch.no_grad()
-    def _grads_finite(self) -> bool:
-        """Whether every gradient is finite: one fused pass per device and dtype (the check
-        GradScaler uses, with a scale of exactly 1), half the cost of a norm per tensor."""
+    def _nonfinite_grads(self, device: torch.device) -> torch.Tensor:
+        """1.0 if any gradient is NaN or infinite, else 0.0, as a tensor on ``device`` (no
+        synchronisation): one fused pass per device and dtype (the check GradScaler uses, with a
+        scale of exactly 1), half the cost of a norm per tensor."""
         groups: dict[tuple, list[torch.Tensor]] = {}
         for p in self.params:
             if p.grad is not None:
                 groups.setdefault((p.grad.device, p.grad.dtype), []).append(p.grad)
-        for (device, _), grads in groups.items():
-            found = torch.zeros((), device=device)
+        found = torch.zeros((), device=device)
+        for (where, _), grads in groups.items():
+            flag = torch.zeros((), device=where)
             torch._amp_foreach_non_finite_check_and_unscale_(
-                grads, found, torch.ones((), device=device)
+                grads, flag, torch.ones((), device=where)
             )
-            if found.item():
-                return False
-        return True
+            found = torch.maximum(found, flag.to(device))
+        return found
 
     @torch.no_grad()
     def evaluate_loss(self, *args, **kwargs) -> float:
