@@ -1,4 +1,4 @@
-"""Two Gaussians with cheaper log-densities on the training path (same values, same gradients).
+"""Distributions with cheaper log-densities on the training path (same values, same gradients).
 
 * :class:`StandardNormal`: N(0, I) whose ``log_prob`` is ``-z^2/2 - log(2 pi)/2`` directly,
   instead of ``Normal(zeros, ones)``'s subtract, divide, log of expanded tensors.
@@ -9,6 +9,10 @@
   (d/dloc: -eps/scale + eps/scale = 0; d/dscale: -eps^2/scale + eps^2/scale = 0), so only
   ``-log(scale)`` carries gradient either way; autograd just no longer computes the two halves
   that cancel. Any other value (or a copy) takes the ordinary formula.
+* :class:`BernoulliImages`: ``Bernoulli(logits).to_event(3)`` whose ``log_prob`` sums the
+  cross-entropy over each image *before* negating it. torch's ``Bernoulli.log_prob`` negates
+  the full-size tensor (one more pass over K x B x pixels, forward and backward) and broadcasts
+  through Python first; the sum is the same number.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ import pyro.distributions as dist
 import torch
 from pyro.distributions.util import broadcast_shape
 from torch.distributions import constraints, register_kl
+from torch.nn import functional as F
 
-__all__ = ["StandardNormal", "ReparamNormal"]
+__all__ = ["StandardNormal", "ReparamNormal", "BernoulliImages"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 _EMPTY = torch.Size()
@@ -86,6 +91,30 @@ class ReparamNormal(dist.Normal):
 
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(ReparamNormal, _instance)
+        return super().expand(batch_shape, _instance=new)
+
+
+class BernoulliImages(dist.Independent):
+    """Independent Bernoulli pixels over the last three dims (C, H, W), given logits.
+
+    Pixels in [0, 1] are scored as soft targets (binary cross-entropy), as torch's ``Bernoulli``
+    does with its support check off; the value broadcasts against the logits (enumerated or
+    vectorized leading dims).
+    """
+
+    def __init__(self, logits: torch.Tensor, validate_args=None):
+        base = dist.Bernoulli(logits=logits, validate_args=False)
+        super().__init__(base, 3, validate_args=validate_args)
+
+    def log_prob(self, value):
+        logits = self.base_dist.logits
+        if value.shape != logits.shape:
+            logits, value = torch.broadcast_tensors(logits, value)
+        bce = F.binary_cross_entropy_with_logits(logits, value, reduction="none")
+        return -bce.sum((-3, -2, -1))
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(BernoulliImages, _instance)
         return super().expand(batch_shape, _instance=new)
 
 

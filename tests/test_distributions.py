@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch.distributions import kl_divergence
 
-from pyro_cvae.distributions import ReparamNormal, StandardNormal
+from pyro_cvae.distributions import BernoulliImages, ReparamNormal, StandardNormal
 
 
 def test_standard_normal_matches_normal():
@@ -51,3 +51,27 @@ def test_analytic_kl_against_standard_normal(event):
     if event:
         p, q, ref = p.to_event(1), q.to_event(1), ref.sum(-1)
     assert torch.allclose(kl_divergence(p, q), ref, atol=1e-6)
+
+
+@pytest.mark.parametrize("lead", [(), (5,), (3, 1)])
+def test_bernoulli_images_matches_torch_bernoulli_to_event_3(lead):
+    torch.manual_seed(0)
+    logits = (4 * torch.randn(lead + (6, 1, 4, 4))).requires_grad_()
+    for value in ((torch.rand(6, 1, 4, 4) < 0.5).float(), torch.rand(6, 1, 4, 4)):  # soft too
+        ours = BernoulliImages(logits).log_prob(value)
+        ref = dist.Bernoulli(logits=logits, validate_args=False).to_event(3).log_prob(value)
+        assert ours.shape == ref.shape == torch.Size(lead + (6,))
+        assert torch.allclose(ours, ref, atol=1e-4)
+        g_ours = torch.autograd.grad(ours.sum(), logits)[0]
+        g_ref = torch.autograd.grad(ref.sum(), logits)[0]
+        assert torch.allclose(g_ours, g_ref, atol=1e-6)
+
+
+def test_bernoulli_images_expands_and_samples_like_the_plate_needs():
+    d = BernoulliImages(torch.zeros(6, 1, 4, 4)).expand((2, 6))
+    assert isinstance(d, BernoulliImages)
+    assert d.batch_shape == (2, 6) and d.event_shape == (1, 4, 4)
+    assert d.sample().shape == (2, 6, 1, 4, 4)
+    assert torch.allclose(
+        d.log_prob(torch.ones(6, 1, 4, 4)), torch.full((2, 6), 16 * -0.6931), atol=1e-3
+    )
