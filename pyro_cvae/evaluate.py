@@ -17,6 +17,7 @@ References:
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 
@@ -290,7 +291,9 @@ def train_classifier(
 
 @torch.no_grad()
 def classifier_accuracy(clf: nn.Module, split: Split) -> float:
-    return (clf(split.x.cpu()).argmax(-1) == split.y.cpu()).float().mean().item()
+    """Accuracy of ``clf`` on a split, computed on the classifier's device."""
+    device = next(clf.parameters()).device
+    return (clf(split.x.to(device)).argmax(-1) == split.y.to(device)).float().mean().item()
 
 
 @torch.no_grad()
@@ -302,11 +305,14 @@ def control_score(model, data: Dataset, num_per_class: int = 100, classifier=Non
     """
     if not model.config.num_classes:
         raise ValueError("the control score needs a label-conditioned model (num_classes > 0)")
-    clf = classifier or train_classifier(data)
-    labels = torch.arange(model.config.num_classes, device=model.device)
-    images = model.sample(labels, num_per_class).cpu()  # (C, n, ...)
+    clf = classifier or train_classifier(data)  # trained once on the CPU and cached
+    device = model.device
+    if next(clf.parameters()).device != device:  # judge on the model's device; cache untouched
+        clf = copy.deepcopy(clf).to(device)
+    labels = torch.arange(model.config.num_classes, device=device)
+    images = model.sample(labels, num_per_class)  # (C, n, ...)
     pred = clf(images.flatten(0, 1)).argmax(-1).reshape(len(labels), num_per_class)
-    per_class = (pred == labels.cpu()[:, None]).float().mean(1)
+    per_class = (pred == labels[:, None]).float().mean(1)
     return {
         "control_score": per_class.mean().item(),
         "per_class": per_class.tolist(),
