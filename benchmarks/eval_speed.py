@@ -16,7 +16,7 @@ from functools import partial
 import torch
 
 import pyro_cvae as pc
-from benchmarks.train_speed import sync
+from benchmarks.common import sync
 from pyro_cvae.evaluate import DEFAULT_MAX_FLOATS
 
 

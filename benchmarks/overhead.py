@@ -16,7 +16,6 @@ that the machine's noise hits them alike (medians over ``steps``):
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
@@ -24,8 +23,8 @@ import pyro
 import torch
 
 import pyro_cvae as pc
+from benchmarks.common import parser, sync
 from benchmarks.plain import PlainCVAE
-from benchmarks.train_speed import sync
 from pyro_cvae.objectives import make_objective
 from pyro_cvae.train import ModuleSVI
 
@@ -86,13 +85,10 @@ def run(dataset="mnist", steps=500, hidden=(400,), latent=50, batch_size=128, de
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--dataset", default="mnist", help="data set (default mnist)")
+    p = parser(__doc__)
     p.add_argument("--steps", type=int, default=500, help="timed steps per version (500)")
     args = p.parse_args(argv)
-    run(args.dataset, args.steps)
+    run(args.dataset, args.steps, device=args.device)
 
 
 if __name__ == "__main__":

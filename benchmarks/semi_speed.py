@@ -13,13 +13,13 @@ compared, each epoch timed by the trainers' own clock (training steps only, no e
 
 from __future__ import annotations
 
-import argparse
 import statistics
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import pyro_cvae as pc
+from benchmarks.common import parser
 from pyro_cvae.semisupervised import M2
 
 
@@ -67,21 +67,18 @@ def run(dataset="mnist", repeats=3, hidden=(400,), latent=50, batch_size=128, tr
         "elbo_gflops": steps * flops_cvae / elbo_s / 1e9,
         "m2_gflops": steps_m2 * flops_m2 / m2_s / 1e9,
     }
-    log(f"{dataset} {where} semi-supervised M2 (enumerated, {num_labels} labels): {m2_s:.2f}s/epoch, "
-        f"CVAE elbo {elbo_s:.2f}s/epoch, ratio {row['ratio']:.2f} (matmul work "
-        f"{row['flops_ratio']:.2f}x)")  # fmt: skip
+    log(f"{dataset} {where} semi-supervised M2 (enumerated, {num_labels} labels): "
+        f"{m2_s:.2f}s/epoch, CVAE elbo {elbo_s:.2f}s/epoch, ratio {row['ratio']:.2f} (matmul "
+        f"work {row['flops_ratio']:.2f}x)")  # fmt: skip
     return row
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--dataset", default="mnist", help="data set (default mnist)")
+    p = parser(__doc__)
     p.add_argument("--repeats", type=int, default=3, help="timed epochs per side (3)")
     p.add_argument("--train-size", type=int, default=10000, help="training images (10000)")
     args = p.parse_args(argv)
-    run(args.dataset, args.repeats, train_size=args.train_size)
+    run(args.dataset, args.repeats, train_size=args.train_size, device=args.device)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ setup of a ``fit`` call (data checks, optimizer) is not counted against it.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
@@ -16,6 +15,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import pyro_cvae as pc
+from benchmarks.common import parser, sync
 from benchmarks.plain import PlainCVAE, plain_epoch
 
 
@@ -25,12 +25,6 @@ def _objective(name: str) -> tuple[str, int]:
     if name.startswith("iwae"):
         return "iwae", int(name[4:])
     raise ValueError(f"unknown benchmark objective {name!r}: use elbo or iwaeK, e.g. iwae5")
-
-
-def sync(device) -> None:
-    """Wait for the device's queued work (a no-op on the CPU), so that a clock reads true."""
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def run(dataset="mnist", repeats=3, objectives=("elbo",), hidden=(400,), latent=50,
@@ -82,14 +76,10 @@ def run(dataset="mnist", repeats=3, objectives=("elbo",), hidden=(400,), latent=
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--dataset", default="mnist", help="data set (default mnist)")
+    p = parser(__doc__)
     p.add_argument("--repeats", type=int, default=3, help="timed epochs per side (3)")
     p.add_argument("--objectives", default="elbo", help="comma list: elbo, iwae5, iwae50 (elbo)")
     p.add_argument("--train-size", type=int, default=None, help="use only N training images")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     args = p.parse_args(argv)
     run(args.dataset, args.repeats, tuple(args.objectives.split(",")), train_size=args.train_size,
         device=args.device)  # fmt: skip
