@@ -17,7 +17,6 @@ Not part of ``python -m benchmarks``: compiling takes tens of seconds on a small
 
 from __future__ import annotations
 
-import statistics
 import time
 import warnings
 
@@ -28,7 +27,7 @@ from pyro.util import ignore_jit_warnings
 from torch.nn.utils.stateless import _reparametrize_module
 
 import pyro_cvae as pc
-from benchmarks.common import parser, sync
+from benchmarks.common import median_step_ms, parser, training_step
 
 
 def _model(data, hidden, latent, device):
@@ -68,36 +67,18 @@ def run(dataset="mnist", steps=300, hidden=(400,), latent=50, batch_size=128, de
         raise RuntimeError("the traced loss differs from the eager one; its timing would mislead")
 
     def step(model, loss_fn):
-        opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
-
-        def run_step():
-            loss = loss_fn()
-            loss.item()
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-
-        return run_step
+        return training_step(loss_fn, torch.optim.Adam(model.parameters(), lr=1e-4, fused=True))
 
     variants = {
         "eager": step(eager, lambda: elbo.differentiable_loss(eager.model, eager.guide, x, y)),
         "compiled_nets": step(nets, lambda: elbo.differentiable_loss(nets.model, nets.guide, x, y)),
         "jit_trace": step(traced, lambda: jit_loss(x, y, *params)),
     }
-    times = {k: [] for k in variants}
     with pyro.validation_enabled(False):
         t0 = time.perf_counter()
         variants["compiled_nets"]()  # the first call compiles
         log(f"torch.compile of encoder and decoder: {time.perf_counter() - t0:.1f} s")
-        for i in range(steps + 20):
-            for name, fn in variants.items():
-                sync(device)
-                t0 = time.perf_counter()
-                fn()
-                sync(device)
-                if i >= 20:
-                    times[name].append(time.perf_counter() - t0)
-    ms = {k: 1e3 * statistics.median(v) for k, v in times.items()}
+    ms = median_step_ms(variants, steps, device, warmup=20)
     log(f"one ELBO step ({torch.device(device).type}), median ms: "
         + ", ".join(f"{k} {v:.2f}" for k, v in ms.items()))  # fmt: skip
     return ms

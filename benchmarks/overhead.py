@@ -16,14 +16,10 @@ that the machine's noise hits them alike (medians over ``steps``):
 
 from __future__ import annotations
 
-import statistics
-import time
-
-import pyro
 import torch
 
 import pyro_cvae as pc
-from benchmarks.common import parser, sync
+from benchmarks.common import median_step_ms, parser, training_step
 from benchmarks.plain import PlainCVAE
 from pyro_cvae.objectives import make_objective
 from pyro_cvae.train import ModuleSVI
@@ -50,33 +46,15 @@ def run(dataset="mnist", steps=500, hidden=(400,), latent=50, batch_size=128, de
         log_w = model.x_dist(z, c).log_prob(x) + model.z_dist(c, (batch_size,)).log_prob(z)
         return -(log_w - q.log_prob(z)).sum()
 
-    def step(loss_fn, optimizer):
-        def run_step():
-            loss = loss_fn()
-            loss.item()
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-
-        return run_step
-
     variants = {
-        "plain": step(lambda: plain.elbo_loss(x, y), opt_plain),
-        "modules": step(modules, opt),
-        "trace_elbo": step(lambda: elbo.differentiable_loss(model.model, model.guide, x, y), opt),
+        "plain": training_step(lambda: plain.elbo_loss(x, y), opt_plain),
+        "modules": training_step(modules, opt),
+        "trace_elbo": training_step(
+            lambda: elbo.differentiable_loss(model.model, model.guide, x, y), opt
+        ),
         "svi_step": lambda: svi.step(x, y),
     }
-    times = {k: [] for k in variants}
-    with pyro.validation_enabled(False):
-        for i in range(steps + 50):  # the first 50 rounds warm up
-            for name, fn in variants.items():
-                sync(device)
-                t0 = time.perf_counter()
-                fn()
-                sync(device)
-                if i >= 50:
-                    times[name].append(time.perf_counter() - t0)
-    ms = {k: 1e3 * statistics.median(v) for k, v in times.items()}
+    ms = median_step_ms(variants, steps, device)
     log(
         f"one ELBO step ({torch.device(device).type}), median ms: "
         + ", ".join(f"{k} {v:.2f}" for k, v in ms.items())

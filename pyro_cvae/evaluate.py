@@ -76,7 +76,7 @@ def elbo_per_image(model, split: Split, batch_size: int = 1000, num_samples: int
 
 #: floats of decoder output per chunk of particles in :func:`log_likelihood` (16 MiB). Chunks
 #: this size keep the elementwise log-density work in cache: on a 2-core CPU, MNIST at K = 5000
-#: runs 1.4-1.7x as fast as with 2^25 in a fraction of the memory (benchmarks/results.md).
+#: runs about 1.5x as fast as with 2^25 in a fraction of the memory (benchmarks/results.md).
 DEFAULT_MAX_FLOATS = 2**22
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import pyro_cvae as pc
-from benchmarks import semi_speed
+from benchmarks import common, semi_speed
 from benchmarks.plain import PlainCVAE
 from pyro_cvae.objectives import make_objective
 
@@ -81,3 +81,15 @@ def test_quick_benchmark_writes_every_section(tmp_path):
         assert heading in text
     for row in ("| elbo | 2000 |", "| iwae5 | 500 |", "| iwae50 | 500 |", "| svi_step |"):
         assert row in text
+
+
+def test_benchmark_flags_refuse_an_unknown_or_absent_device(capsys):
+    p = common.parser("doc")
+    assert p.parse_args(["--device", "cpu"]).device == "cpu"
+    with pytest.raises(SystemExit):
+        p.parse_args(["--device", "gpu"])
+    assert "unknown device 'gpu'; choose cpu or cuda" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit):
+            p.parse_args(["--device", "cuda"])
+        assert "no CUDA GPU is available here; use --device cpu" in capsys.readouterr().err
