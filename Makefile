@@ -30,6 +30,7 @@ figures: demo
 		runs/digits/curves.png docs/
 
 test: setup
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q tests
 
 lint: setup

@@ -21,8 +21,8 @@ import torch
 import pyro_cvae as pc
 from benchmarks.common import median_step_ms, parser, training_step
 from benchmarks.plain import PlainCVAE
-from pyro_cvae.objectives import make_objective
-from pyro_cvae.train import ModuleSVI
+from pyro_cvae.infer import ModuleSVI
+from pyro_cvae.infer.objectives import make_objective
 
 
 def run(dataset="mnist", steps=500, hidden=(400,), latent=50, batch_size=128, device="cpu",

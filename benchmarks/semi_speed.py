@@ -20,7 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import pyro_cvae as pc
 from benchmarks.common import parser
-from pyro_cvae.semisupervised import M2
+from pyro_cvae.models import M2
 
 
 def _step_flops(train_one_step) -> int:

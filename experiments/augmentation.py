@@ -31,7 +31,7 @@ from torch.nn import functional as F  # noqa: E402
 
 from pyro_cvae import CVAE, TrainConfig, fit, load_dataset  # noqa: E402
 from pyro_cvae.data import Dataset, Split  # noqa: E402
-from pyro_cvae.nets import Classifier  # noqa: E402
+from pyro_cvae.nn.nets import Classifier  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

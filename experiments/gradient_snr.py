@@ -39,7 +39,7 @@ import pyro
 import torch
 
 import pyro_cvae
-from pyro_cvae.objectives import make_objective
+from pyro_cvae.infer.objectives import make_objective
 
 HERE = Path(__file__).resolve().parent
 ESTIMATORS = ("iwae", "dreg")

@@ -25,13 +25,9 @@ from pathlib import Path
 import torch
 
 from pyro_cvae import load_dataset, plots
-from pyro_cvae.quadrants import (
-    baseline_nll,
-    conditional_nll,
-    mask_image,
-    quadrant_mask,
-    train_quadrants,
-)
+from pyro_cvae.evaluate import baseline_nll, conditional_nll
+from pyro_cvae.models import mask_image, quadrant_mask
+from pyro_cvae.train import train_quadrants
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PYRO_PUBLISHED = {

@@ -39,11 +39,11 @@ from torch.nn import functional as F
 
 import pyro_cvae
 from pyro_cvae.checkpoint import CheckpointError
-from pyro_cvae.config import ModelConfig
 from pyro_cvae.data import partial_labels
-from pyro_cvae.nets import Classifier
-from pyro_cvae.semisupervised import M2, SemiSupervisedConfig, accuracy, fit_semisupervised
-from pyro_cvae.train import RunFolderError
+from pyro_cvae.infer.semisupervised import accuracy
+from pyro_cvae.models import M2, ModelConfig
+from pyro_cvae.nn.nets import Classifier
+from pyro_cvae.train import RunFolderError, SemiSupervisedConfig, fit_semisupervised
 
 #: Kingma et al. (2014), Table 1, M2 test error (%) and Pyro's SS-VAE tutorial accuracy (%)
 PAPER_M2_ERROR = {100: 11.97, 600: 4.94, 1000: 3.60, 3000: 3.92}

@@ -2,10 +2,21 @@
 
 A CVAE is a Pyro model/guide pair in which a condition (a class label or an attribute vector)
 enters both sides: guide q(z | x, y), model p(z | y) p(x | z, y). With no condition it is a VAE.
+
+The package is layered; each layer imports only those below it (``lint-imports`` checks)::
+
+    L6  cli/                         the command line, one module per command
+    L5  applications, figures, plots what people do with a trained model; pictures
+    L4  evaluate/  over  train/      test metrics; the one fit loop and its families
+    L3  infer/                       objectives, the SVI step, KL weighting, M2's objective
+    L2  models/                      CVAE, hierarchical CVAE, M2, completion models; registry
+    L1  data/, nn/                   data sets and conditions; networks, likelihoods, priors
+    L0  _validate, _frozen, checkpoint   argument checks, config base, checkpoint files
+
+This module only re-exports the public API.
 """
 
 from .checkpoint import CheckpointError
-from .config import ModelConfig, TrainConfig
 from .data import Dataset, Split, load_dataset, partial_labels
 from .evaluate import (
     active_units,
@@ -18,43 +29,51 @@ from .evaluate import (
     log_likelihood,
     log_marginal,
 )
-from .models import CVAE, HierarchicalCVAE, build_model, load  # models registers the others
-from .objectives import OBJECTIVES, make_objective
-from .priors import PRIORS
-from .semisupervised import M2, SemiSupervisedConfig, fit_semisupervised
-from .train import History, NonFiniteLossError, RunFolderError, fit
+from .infer import OBJECTIVES, NonFiniteLossError, make_objective
+from .models import CVAE, M2, HierarchicalCVAE, ModelConfig, build_model, load
+from .nn import PRIORS
+from .train import (
+    History,
+    RunFolderError,
+    SemiSupervisedConfig,
+    SemiSupervisedFamily,
+    TrainConfig,
+    fit,
+    fit_semisupervised,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CVAE",
-    "HierarchicalCVAE",
     "CheckpointError",
     "Dataset",
+    "HierarchicalCVAE",
     "History",
     "M2",
-    "SemiSupervisedConfig",
-    "fit_semisupervised",
-    "partial_labels",
     "ModelConfig",
     "NonFiniteLossError",
     "OBJECTIVES",
     "PRIORS",
     "RunFolderError",
+    "SemiSupervisedConfig",
+    "SemiSupervisedFamily",
     "Split",
     "TrainConfig",
     "active_units",
-    "build_model",
     "bits_per_dim",
-    "importance_log_likelihood",
+    "build_model",
     "control_score",
     "elbo_per_image",
     "evaluate",
     "fit",
+    "fit_semisupervised",
     "generative_classify",
+    "importance_log_likelihood",
     "load",
     "load_dataset",
     "log_likelihood",
     "log_marginal",
     "make_objective",
+    "partial_labels",
 ]

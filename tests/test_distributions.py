@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch.distributions import kl_divergence
 
-from pyro_cvae.distributions import BernoulliImages, ReparamNormal, StandardNormal
+from pyro_cvae.nn.distributions import BernoulliImages, ReparamNormal, StandardNormal
 
 
 def test_standard_normal_matches_normal():

@@ -97,7 +97,7 @@ def test_augmentation_tiny(tmp_path):
 
 @pytest.fixture(scope="module")
 def quadrant_models(digits):
-    from pyro_cvae.quadrants import train_quadrants
+    from pyro_cvae.train import train_quadrants
 
     x = digits.train.x[:200]
     return train_quadrants(x, 2, epochs=2, latent_dim=3, hidden_dims=(16,), seed=0)
@@ -106,7 +106,7 @@ def quadrant_models(digits):
 class TestQuadrants:
     @pytest.mark.parametrize("k", [1, 2, 3])
     def test_mask_counts_and_bottom_right_always_missing(self, k):
-        from pyro_cvae.quadrants import quadrant_mask
+        from pyro_cvae.models import quadrant_mask
 
         m = quadrant_mask((1, 8, 8), k)
         assert m.shape == (1, 8, 8) and int(m.sum()) == 16 * k
@@ -114,13 +114,13 @@ class TestQuadrants:
         assert not m[0, 4:, 4:].any()  # the bottom-right one is always predicted
 
     def test_mask_errors(self):
-        from pyro_cvae.quadrants import quadrant_mask
+        from pyro_cvae.models import quadrant_mask
 
         with pytest.raises(ValueError, match="num_given must be 1, 2 or 3 quadrants, got 4"):
             quadrant_mask((1, 8, 8), 4)
 
     def test_mask_image(self):
-        from pyro_cvae.quadrants import mask_image, quadrant_mask
+        from pyro_cvae.models import mask_image, quadrant_mask
 
         x = torch.rand(2, 1, 8, 8)
         m = quadrant_mask((1, 8, 8), 1)
@@ -128,7 +128,8 @@ class TestQuadrants:
         assert torch.equal(c[:, m], x[:, m]) and (c[:, ~m] == -1).all()
 
     def test_baseline_nll_is_masked_cross_entropy(self, quadrant_models, digits):
-        from pyro_cvae.quadrants import baseline_nll, mask_image, quadrant_mask
+        from pyro_cvae.evaluate import baseline_nll
+        from pyro_cvae.models import mask_image, quadrant_mask
 
         baseline, _ = quadrant_models
         x = digits.test.x[:5]
@@ -141,7 +142,8 @@ class TestQuadrants:
         """K = 1 importance sampling is the ELBO; compare with Pyro's Trace_ELBO."""
         from pyro.infer import Trace_ELBO
 
-        from pyro_cvae.quadrants import conditional_nll, mask_image
+        from pyro_cvae.evaluate import conditional_nll
+        from pyro_cvae.models import mask_image
 
         _, cvae = quadrant_models
         x = digits.test.x[:100]
@@ -154,7 +156,7 @@ class TestQuadrants:
         assert conditional_nll(cvae, x, 200).mean().item() < ours
 
     def test_completion_keeps_the_given_pixels(self, quadrant_models, digits):
-        from pyro_cvae.quadrants import mask_image
+        from pyro_cvae.models import mask_image
 
         _, cvae = quadrant_models
         x = digits.test.x[:3]

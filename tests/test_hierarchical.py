@@ -12,10 +12,9 @@ from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 import pyro_cvae
 from pyro_cvae import ModelConfig
 from pyro_cvae.evaluate import log_likelihood, log_weights
-from pyro_cvae.hierarchical import HierarchicalCVAE, LayerNormal
-from pyro_cvae.models import CVAE, MODEL_CLASSES, build_model
-from pyro_cvae.objectives import OBJECTIVES, make_objective
-from pyro_cvae.train import ModuleSVI
+from pyro_cvae.infer import ModuleSVI
+from pyro_cvae.infer.objectives import OBJECTIVES, make_objective
+from pyro_cvae.models import CVAE, MODEL_CLASSES, HierarchicalCVAE, LayerNormal, build_model
 
 MEANFIELD_WARNING = "mean field restriction"
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from pyro_cvae.nets import Classifier, broadcast_cat, make_decoder, make_encoder
+from pyro_cvae.nn.nets import Classifier, broadcast_cat, make_decoder, make_encoder
 
 
 def test_broadcast_cat_expands_the_condition_to_particles():

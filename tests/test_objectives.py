@@ -13,7 +13,8 @@ from torch import nn
 
 import pyro_cvae
 from pyro_cvae.evaluate import importance_log_likelihood
-from pyro_cvae.objectives import (
+from pyro_cvae.infer import scale_latents
+from pyro_cvae.infer.objectives import (
     OBJECTIVES,
     DReGELBO,
     ImportanceWeightedELBO,
@@ -498,8 +499,10 @@ class TestBadInput:
 
     def test_kl_weight_refused_inside_importance_weighted_bounds(self, small_model):
         x, y = _digits_batch(3)
-        small_model.kl_scale = 0.5
-        with pytest.raises(ValueError, match="KL weight .* has no meaning inside it"):
+        with (
+            scale_latents(0.5, small_model.latent_sites),
+            pytest.raises(ValueError, match="KL weight .* has no meaning inside it"),
+        ):
             make_objective("iwae", 2).loss(small_model.model, small_model.guide, x, y)
 
     def test_non_reparameterized_guide_site_refused(self):

@@ -12,9 +12,9 @@ from torch.distributions import kl_divergence
 
 import pyro_cvae
 from pyro_cvae import CVAE, ModelConfig
-from pyro_cvae.objectives import OBJECTIVES, make_objective
-from pyro_cvae.priors import PRIORS, make_prior
-from pyro_cvae.train import ModuleSVI
+from pyro_cvae.infer import ModuleSVI
+from pyro_cvae.infer.objectives import OBJECTIVES, make_objective
+from pyro_cvae.nn.priors import PRIORS, make_prior
 
 #: small options per registry entry, plus the per-class variants
 VARIANTS = {

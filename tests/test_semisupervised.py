@@ -13,19 +13,18 @@ from torch.nn import functional as F
 
 import pyro_cvae
 from pyro_cvae.data import Split, partial_labels
-from pyro_cvae.nets import Classifier
-from pyro_cvae.objectives import enum_objective
-from pyro_cvae.semisupervised import (
-    M2,
-    SemiSupervisedConfig,
+from pyro_cvae.infer.objectives import enum_objective
+from pyro_cvae.infer.semisupervised import (
     SemiSupervisedObjective,
     accuracy,
     enumerated_elbo,
-    fit_semisupervised,
     generative_posterior,
     iw_bound,
     label_log_weights,
 )
+from pyro_cvae.models import M2
+from pyro_cvae.nn.nets import Classifier
+from pyro_cvae.train import SemiSupervisedConfig, fit_semisupervised
 
 
 @pytest.fixture(autouse=True)

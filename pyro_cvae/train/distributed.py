@@ -1,13 +1,11 @@
 """Data-parallel training over several processes with ``torch.distributed``.
 
 Launch with ``torchrun --nproc_per_node N -m pyro_cvae train ...``: each rank reads its shard of
-every epoch's shuffled order, gradients are averaged across ranks after each backward pass (one
-flattened all-reduce), and only rank 0 writes checkpoints, metrics and pictures.
-
-Why not ``DistributedDataParallel``: DDP synchronises gradients through hooks armed by the
-wrapped module's ``forward``; a Pyro objective calls ``model.model``/``model.guide`` instead, so
-the all-reduce is done explicitly here, with the same effect (parameters broadcast from rank 0
-at the start, gradients averaged before every optimizer step, identical updates on every rank).
+every epoch's shuffled order, and only rank 0 writes checkpoints, metrics and pictures. The
+gradients are averaged by ``torch.nn.parallel.DistributedDataParallel`` around an
+:class:`~pyro_cvae.infer.svi.ObjectiveModule` (the objective as a module whose ``forward``
+returns the loss), which also starts every rank from rank 0's parameters. This class holds the
+rank, the world size and the few collectives the training loop needs besides.
 """
 
 from __future__ import annotations
@@ -53,35 +51,6 @@ class DataParallel:
     def shard(self) -> tuple[int, int]:
         """(rank, world size), the argument of :meth:`pyro_cvae.data.Dataset.batches`."""
         return self.rank, self.world_size
-
-    @torch.no_grad()
-    def broadcast_parameters(self, module: torch.nn.Module) -> None:
-        """Make every rank start from rank 0's parameters and buffers."""
-        for t in list(module.parameters()) + list(module.buffers()):
-            dist.broadcast(t.data, src=0)
-
-    @torch.no_grad()
-    def average_gradients(self, params: list[torch.Tensor], finite: bool) -> bool:
-        """Average gradients over ranks in one all-reduce; returns whether all ranks were finite.
-
-        Every rank takes part even when its own loss was not finite, so no rank waits forever;
-        the agreed flag makes all of them skip or stop together.
-        """
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-        flat = torch.cat([g.reshape(-1) for g in grads] + [grads[0].new_tensor([float(finite)])])
-        if not finite:
-            flat[:-1] = 0.0
-        dist.all_reduce(flat)
-        all_finite = bool(flat[-1].item() == self.world_size) and bool(torch.isfinite(flat).all())
-        flat[:-1] /= self.world_size
-        offset = 0
-        for p, g in zip(params, grads):
-            n = g.numel()
-            if p.grad is None:
-                p.grad = g
-            p.grad.copy_(flat[offset : offset + n].view_as(g))
-            offset += n
-        return all_finite
 
     def all_sum(self, values: list[float]) -> list[float]:
         t = torch.tensor(values, dtype=torch.float64)

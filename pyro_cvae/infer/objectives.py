@@ -53,6 +53,9 @@ from pyro.poutine.util import prune_subsample_sites
 from pyro.util import check_model_guide_match, check_site_shape
 from torch import nn
 
+from .._validate import num_particles as check_particles
+from .._validate import renyi_alpha
+
 __all__ = [
     "OBJECTIVES",
     "make_objective",
@@ -170,19 +173,8 @@ class ImportanceWeightedELBO(ELBO):
     name = "iwae"
 
     def __init__(self, num_particles: int = 1, alpha: float = 0.0, max_plate_nesting: int = 1):
-        if (
-            isinstance(num_particles, bool)
-            or not isinstance(num_particles, int)
-            or num_particles < 1
-        ):
-            raise ValueError(
-                f"num_particles (K) must be an integer >= 1, got {num_particles!r}; e.g. 5"
-            )
-        if not _valid_alpha(alpha):
-            raise ValueError(
-                f"alpha must be >= 0 and != 1 (alpha=1 is the ELBO: use objective='elbo'), "
-                f"got {alpha!r}; e.g. alpha=0.5, or 0 for the IWAE bound"
-            )
+        check_particles(num_particles, "num_particles (K)", "; e.g. 5")
+        renyi_alpha(alpha, "use objective='elbo' for alpha=1; e.g. alpha=0.5, or 0 for IWAE")
         super().__init__(
             num_particles=num_particles,
             max_plate_nesting=max_plate_nesting,
@@ -419,16 +411,6 @@ OBJECTIVES: dict[str, Callable[..., ELBO]] = {
 IMPORTANCE_WEIGHTED = ("iwae", "renyi", "dreg")
 
 
-def _valid_alpha(alpha) -> bool:
-    return (
-        isinstance(alpha, (int, float))
-        and not isinstance(alpha, bool)
-        and math.isfinite(alpha)
-        and alpha >= 0
-        and alpha != 1
-    )
-
-
 def make_objective(name: str, particles: int = 1, alpha: float = 0.5) -> ELBO:
     """Build the objective registered under ``name`` with K = ``particles`` samples per image."""
     if name not in OBJECTIVES:
@@ -436,16 +418,13 @@ def make_objective(name: str, particles: int = 1, alpha: float = 0.5) -> ELBO:
             f"unknown objective {name!r}; choose one of {', '.join(OBJECTIVES)} "
             "(e.g. --objective iwae --particles 5)"
         )
-    if isinstance(particles, bool) or not isinstance(particles, int) or particles < 1:
-        raise ValueError(
-            f"particles (K) must be an integer >= 1, got {particles!r}; K is the number of "
-            "samples of z per image, e.g. --particles 5"
-        )
-    if name == "renyi" and not _valid_alpha(alpha):
-        raise ValueError(
-            f"alpha must be >= 0 and != 1 for objective 'renyi', got {alpha!r}; alpha=0 is "
-            "the IWAE bound and alpha=1 the ELBO (use objective 'iwae' or 'elbo'), e.g. 0.5"
-        )
+    check_particles(
+        particles,
+        "particles (K)",
+        "; K is the number of samples of z per image, e.g. --particles 5",
+    )
+    if name == "renyi":
+        renyi_alpha(alpha, "use objective 'iwae' or 'elbo' for those, e.g. --alpha 0.5")
     return OBJECTIVES[name](particles=particles, alpha=alpha)
 
 

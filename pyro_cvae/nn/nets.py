@@ -24,6 +24,8 @@ __all__ = [
     "Classifier",
     "make_encoder",
     "make_decoder",
+    "NETS",
+    "MIN_SCALE",
 ]
 
 #: lower bound on posterior scales: keeps log q finite when an encoder saturates
@@ -150,15 +152,18 @@ class Classifier(nn.Module):
         return self.net(x.reshape(x.shape[:-3] + (self.x_dim,)))
 
 
-_ENCODERS = {"mlp": Encoder, "conv": ConvEncoder}
-_DECODERS = {"mlp": Decoder, "conv": ConvDecoder}
+#: network family name -> (encoder class, decoder class); ``ModelConfig.net`` is one of its keys
+NETS: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
+    "mlp": (Encoder, Decoder),
+    "conv": (ConvEncoder, ConvDecoder),
+}
 
 
 def make_encoder(net: str, image_shape, cond_width, hidden_dims, latent_dim) -> nn.Module:
-    """Build the encoder named ``net`` (``"mlp"`` or ``"conv"``)."""
-    return _ENCODERS[net](image_shape, cond_width, hidden_dims, latent_dim)
+    """Build the encoder of the network family ``net`` (a key of :data:`NETS`)."""
+    return NETS[net][0](image_shape, cond_width, hidden_dims, latent_dim)
 
 
 def make_decoder(net: str, image_shape, cond_width, hidden_dims, latent_dim) -> nn.Module:
-    """Build the decoder named ``net`` (``"mlp"`` or ``"conv"``)."""
-    return _DECODERS[net](image_shape, cond_width, hidden_dims, latent_dim)
+    """Build the decoder of the network family ``net`` (a key of :data:`NETS`)."""
+    return NETS[net][1](image_shape, cond_width, hidden_dims, latent_dim)

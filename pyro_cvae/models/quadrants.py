@@ -11,7 +11,7 @@ bottom-left quadrant, two the left half, three every quadrant but the bottom-rig
 
 The baseline is a deterministic network from c to the missing pixels, trained with the same
 (masked) cross-entropy; its negative conditional log-likelihood is exactly that cross-entropy.
-For the CVAE, :func:`conditional_nll` estimates :math:`-\log p(y | c)` by importance sampling
+For the CVAE, :func:`pyro_cvae.evaluate.conditional_nll` estimates :math:`-\log p(y | c)` by importance sampling
 with q as the proposal (a proper estimate that tightens with K, not the negative ELBO).
 
 References:
@@ -23,26 +23,25 @@ References:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.infer import Trace_ELBO
 from pyro.nn import PyroModule
-from torch import nn
 from torch.nn import functional as F
 
-from .nets import MIN_SCALE, MLP
+from .._frozen import FrozenConfig
+from .._validate import positive_int
+from ..nn.nets import MIN_SCALE, MLP
 
 __all__ = [
     "QUADRANTS_GIVEN",
+    "QuadrantConfig",
     "quadrant_mask",
     "mask_image",
     "BaselineNet",
     "QuadrantCVAE",
-    "train_quadrants",
-    "conditional_nll",
-    "baseline_nll",
 ]
 
 #: number of given quadrants -> the given ones, as (row half, column half) with 0 = top/left
@@ -71,35 +70,92 @@ def mask_image(x: torch.Tensor, given: torch.Tensor) -> torch.Tensor:
     return torch.where(given, x, torch.full_like(x, MASK_VALUE))
 
 
-class BaselineNet(nn.Module):
-    """Deterministic completion: masked image (..., C, H, W) -> logits of every pixel."""
+@dataclass(frozen=True)
+class QuadrantConfig(FrozenConfig):
+    """Architecture of :class:`QuadrantCVAE` and :class:`BaselineNet` (``latent_dim`` unused by
+    the baseline)."""
 
-    def __init__(self, image_shape, hidden_dims=(500, 500)):
+    image_shape: tuple[int, int, int] = (1, 28, 28)  # (C, H, W)
+    num_given: int = 1  # given quadrants: 1, 2 or 3
+    latent_dim: int = 20
+    hidden_dims: tuple[int, ...] = (500,)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "image_shape", tuple(self.image_shape))
+        object.__setattr__(self, "hidden_dims", tuple(self.hidden_dims))
+        if self.num_given not in QUADRANTS_GIVEN:
+            raise ValueError(f"num_given must be 1, 2 or 3 quadrants, got {self.num_given!r}")
+        positive_int("latent_dim", self.latent_dim)
+        for h in self.hidden_dims:
+            positive_int("each hidden_dims entry", h)
+
+
+def _config(config: QuadrantConfig | None, kwargs: dict) -> QuadrantConfig:
+    if config is None:
+        return QuadrantConfig(**kwargs)
+    if kwargs:
+        raise ValueError("give either a QuadrantConfig or keyword arguments, not both")
+    return config
+
+
+def _masked_bernoulli(logits: torch.Tensor, given: torch.Tensor) -> dist.TorchDistribution:
+    """Bernoulli pixels counted only where they are missing: event (C, H, W)."""
+    return dist.Bernoulli(logits=logits, validate_args=False).mask(~given).to_event(3)
+
+
+class BaselineNet(PyroModule):
+    """Deterministic completion: masked image (..., C, H, W) -> logits of every pixel.
+
+    As a Pyro model, ``p(y | c) = Bernoulli(logits(c))`` on the missing pixels with an empty
+    guide: its ELBO is exactly the log-likelihood, so :func:`pyro_cvae.fit` trains it by the
+    masked cross-entropy, like any other model.
+
+    Args:
+        config: a :class:`QuadrantConfig`; keyword arguments build one instead.
+    """
+
+    def __init__(self, config: QuadrantConfig | None = None, **kwargs):
         super().__init__()
-        self.image_shape = tuple(image_shape)
-        d = math.prod(image_shape)
-        self.net = MLP([d, *hidden_dims, d])
+        self.config = config = _config(config, kwargs)
+        self.image_shape = config.image_shape
+        d = math.prod(config.image_shape)
+        self.register_buffer("given", quadrant_mask(config.image_shape, config.num_given))
+        self.net = MLP([d, *config.hidden_dims, d])
+
+    config_class = QuadrantConfig
+    latent_sites: tuple[str, ...] = ()
 
     def forward(self, c: torch.Tensor) -> torch.Tensor:
         out = self.net(c.flatten(-3))
         return out.reshape(out.shape[:-1] + self.image_shape)
+
+    def model(self, c: torch.Tensor, y: torch.Tensor | None = None) -> None:
+        with pyro.plate("data", c.shape[0]):
+            pyro.sample("y", _masked_bernoulli(self(c), self.given), obs=y)
+
+    def guide(self, c: torch.Tensor, y: torch.Tensor | None = None) -> None:
+        """Nothing is latent."""
 
 
 class QuadrantCVAE(PyroModule):
     """CVAE with a learned prior p(z | c), recognition q(z | c, y) and p(y | z, c).
 
     Args:
-        image_shape: (C, H, W).
-        num_given: given quadrants (1, 2 or 3); fixes which pixels are the output y.
-        latent_dim, hidden_dims: sizes of the three MLPs.
+        config: a :class:`QuadrantConfig` (image shape, given quadrants, sizes of the three
+            MLPs); keyword arguments build one instead.
     """
 
-    def __init__(self, image_shape, num_given: int, latent_dim: int = 20, hidden_dims=(500,)):
+    config_class = QuadrantConfig
+    latent_sites = ("z",)
+
+    def __init__(self, config: QuadrantConfig | None = None, **kwargs):
         super().__init__()
-        self.image_shape = tuple(image_shape)
-        self.latent_dim = latent_dim
-        d = math.prod(image_shape)
-        self.register_buffer("given", quadrant_mask(image_shape, num_given))
+        self.config = config = _config(config, kwargs)
+        self.image_shape = config.image_shape
+        self.latent_dim = latent_dim = config.latent_dim
+        hidden_dims = config.hidden_dims
+        d = math.prod(config.image_shape)
+        self.register_buffer("given", quadrant_mask(config.image_shape, config.num_given))
         self.prior_net = MLP([d, *hidden_dims, 2 * latent_dim])
         self.recognition_net = MLP([2 * d, *hidden_dims, 2 * latent_dim])
         self.generation_net = MLP([latent_dim + d, *reversed(hidden_dims), d])
@@ -120,7 +176,7 @@ class QuadrantCVAE(PyroModule):
         """p(y | z, c) on the missing pixels; z (..., B, D) -> batch (..., B), event (C, H, W)."""
         h = torch.cat([z, c.flatten(-3).expand(z.shape[:-1] + (-1,))], dim=-1)
         logits = self.generation_net(h).reshape(z.shape[:-1] + self.image_shape)
-        return dist.Bernoulli(logits=logits, validate_args=False).mask(~self.given).to_event(3)
+        return _masked_bernoulli(logits, self.given)
 
     def model(self, c: torch.Tensor, y: torch.Tensor | None = None) -> None:
         with pyro.plate("data", c.shape[0]):
@@ -137,87 +193,3 @@ class QuadrantCVAE(PyroModule):
         z = self.z_dist(c).sample((num_samples,))  # (S, B, D)
         probs = self.y_dist(z, c).base_dist.base_dist.probs
         return torch.where(self.given, c, probs)
-
-
-def _batches(n: int, size: int, generator=None):
-    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-    for i in range(0, n, size):
-        yield order[i : i + size]
-
-
-def train_quadrants(
-    x: torch.Tensor,
-    num_given: int,
-    *,
-    epochs: int = 10,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    latent_dim: int = 20,
-    hidden_dims=(500,),
-    seed: int = 0,
-) -> tuple[BaselineNet, QuadrantCVAE]:
-    """Train the baseline (masked cross-entropy) and the CVAE (ELBO) on images ``x`` (N, C, H, W).
-
-    Returns:
-        ``(baseline, cvae)`` in eval mode.
-    """
-    shape = tuple(x.shape[1:])
-    given = quadrant_mask(shape, num_given)
-    torch.manual_seed(seed)
-    baseline = BaselineNet(shape, hidden_dims)
-    cvae = QuadrantCVAE(shape, num_given, latent_dim, hidden_dims)
-    opt_b = torch.optim.Adam(baseline.parameters(), lr=lr)
-    opt_c = torch.optim.Adam(cvae.parameters(), lr=lr)
-    elbo = Trace_ELBO()
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        for idx in _batches(len(x), batch_size, g):
-            y = x[idx]
-            c = mask_image(y, given)
-            loss_b = _masked_bce(baseline(c), y, given).mean()
-            opt_b.zero_grad()
-            loss_b.backward()
-            opt_b.step()
-            loss_c = elbo.differentiable_loss(cvae.model, cvae.guide, c, y) / len(idx)
-            opt_c.zero_grad()
-            loss_c.backward()
-            opt_c.step()
-    return baseline.eval(), cvae.eval()
-
-
-def _masked_bce(logits: torch.Tensor, y: torch.Tensor, given: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy summed over the missing pixels of each image: shape (B,)."""
-    bce = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
-    return (bce * (~given)).flatten(1).sum(1)
-
-
-@torch.no_grad()
-def baseline_nll(baseline: BaselineNet, x: torch.Tensor, num_given: int) -> torch.Tensor:
-    """Exact -log p(y | c) of the deterministic baseline (nats per image): shape (N,)."""
-    given = quadrant_mask(tuple(x.shape[1:]), num_given)
-    return _masked_bce(baseline(mask_image(x, given)), x, given)
-
-
-@torch.no_grad()
-def conditional_nll(
-    cvae: QuadrantCVAE, x: torch.Tensor, num_samples: int = 100, *, batch_size: int = 200
-) -> torch.Tensor:
-    r"""Importance-sampled :math:`-\log p(y | c)` (nats per image) with K = ``num_samples``:
-
-    .. math:: -\log \frac1K \sum_k \frac{p(y | z_k, c)\, p(z_k | c)}{q(z_k | c, y)},
-              \quad z_k \sim q(z | c, y).
-
-    With K = 1 its expectation is the negative ELBO; it decreases towards the true value as K
-    grows [Burda et al., 2016]. Returns a tensor of shape (N,).
-    """
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples (K) must be an integer >= 1, got {num_samples!r}")
-    out = []
-    for idx in _batches(len(x), batch_size):
-        y = x[idx]
-        c = mask_image(y, cvae.given)
-        q = cvae.q_dist(c, y)
-        z = q.sample((num_samples,))  # (K, B, D)
-        log_w = cvae.y_dist(z, c).log_prob(y) + cvae.z_dist(c).log_prob(z) - q.log_prob(z)
-        out.append(math.log(num_samples) - torch.logsumexp(log_w, dim=0))
-    return torch.cat(out)

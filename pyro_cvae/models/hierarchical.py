@@ -47,10 +47,10 @@ from torch import nn
 from torch.distributions import register_kl
 from torch.nn import functional as F
 
+from ..nn.nets import MIN_SCALE, MLP, broadcast_cat
+from ..nn.priors import make_prior
 from .config import ModelConfig
-from .models import CVAE
-from .nets import MIN_SCALE, MLP, broadcast_cat
-from .priors import make_prior
+from .cvae import CVAE
 
 __all__ = ["HierarchicalCVAE", "GaussianLayer", "LayeredLatent", "LayerNormal"]
 
@@ -191,6 +191,11 @@ class HierarchicalCVAE(CVAE):
     def num_layers(self) -> int:
         return len(self.config.latent_dims)
 
+    @property
+    def latent_sites(self) -> tuple[str, ...]:
+        """The latent sample sites ``"z1"``, ..., ``"zL"`` (those a KL weight scales)."""
+        return tuple(f"z{l}" for l in range(1, self.num_layers + 1))
+
     # ------------------------------------------------------------------ one layer at a time
 
     def top_dist(self, c: torch.Tensor | None, batch_shape) -> dist.TorchDistribution:
@@ -240,10 +245,9 @@ class HierarchicalCVAE(CVAE):
         c = self.condition(y, B)
         L = self.num_layers
         with pyro.plate("data", B):
-            with self._latent_scale():
-                z = pyro.sample(f"z{L}", self.top_dist(c, (B,)))  # (B, d_L) or (K, B, d_L)
-                for l in range(L - 1, 0, -1):
-                    z = pyro.sample(f"z{l}", self.layer_dist(l, z, c))  # (..., B, d_l)
+            z = pyro.sample(f"z{L}", self.top_dist(c, (B,)))  # (B, d_L) or (K, B, d_L)
+            for l in range(L - 1, 0, -1):
+                z = pyro.sample(f"z{l}", self.layer_dist(l, z, c))  # (..., B, d_l)
             pyro.sample("x", self.x_dist(z, c), obs=x)
 
     def guide(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
@@ -251,10 +255,9 @@ class HierarchicalCVAE(CVAE):
         B = x.shape[0]
         c = self.condition(y, B)
         with pyro.plate("data", B):
-            with self._latent_scale():
-                h = pyro.sample("z1", self.q_layer_dist(1, x, c))  # (..., B, d_1)
-                for l in range(2, self.num_layers + 1):
-                    h = pyro.sample(f"z{l}", self.q_layer_dist(l, h, c))  # (..., B, d_l)
+            h = pyro.sample("z1", self.q_layer_dist(1, x, c))  # (..., B, d_1)
+            for l in range(2, self.num_layers + 1):
+                h = pyro.sample(f"z{l}", self.q_layer_dist(l, h, c))  # (..., B, d_l)
 
     # ------------------------------------------------------------------ generation
 

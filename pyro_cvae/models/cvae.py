@@ -16,25 +16,23 @@ References:
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro import poutine
 from pyro.nn import PyroModule
 from torch.nn import functional as F
 
-from .checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
+from .._validate import check_images, check_labels
+from ..checkpoint import save_checkpoint
+from ..nn.distributions import ReparamNormal
+from ..nn.likelihoods import make_likelihood
+from ..nn.nets import make_decoder, make_encoder
+from ..nn.priors import make_prior
 from .config import ModelConfig
-from .data import check_images, check_labels
-from .distributions import ReparamNormal
-from .likelihoods import make_likelihood
-from .nets import make_decoder, make_encoder
-from .priors import make_prior
 
-__all__ = ["CVAE", "load", "MODEL_CLASSES", "build_model"]
+__all__ = ["CVAE"]
 
 
 class CVAE(PyroModule):
@@ -51,6 +49,8 @@ class CVAE(PyroModule):
         model = CVAE(image_shape=(1, 8, 8), num_classes=10, latent_dim=8)
         x = model.sample(5, num_samples=16)          # sixteen images of a "5"
     """
+
+    config_class = ModelConfig
 
     def __init__(self, config: ModelConfig | None = None, **kwargs):
         if config is None:
@@ -70,8 +70,11 @@ class CVAE(PyroModule):
         self.prior = make_prior(config.prior, d, cw, config.prior_options)
         self.prior.bind(self)  # priors that need the model (VampPrior: its encoder)
         self.likelihood = make_likelihood(config.likelihood, config.x_scale, config.learn_x_scale)
-        #: weight of the latent site (beta of beta-VAE); set by the trainer for warm-up
-        self.kl_scale = 1.0
+
+    @property
+    def latent_sites(self) -> tuple[str, ...]:
+        """Names of the latent sample sites, those a KL weight (beta, warm-up) scales."""
+        return ("z",)
 
     # ------------------------------------------------------------------ conditions and checks
 
@@ -138,10 +141,6 @@ class CVAE(PyroModule):
         loc, scale = self.encoder(x, c)
         return ReparamNormal(loc, scale).to_event(1)
 
-    def _latent_scale(self):
-        s = self.kl_scale
-        return contextlib.nullcontext() if s == 1.0 else poutine.scale(scale=s)
-
     # ------------------------------------------------------------------ model and guide
 
     def model(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
@@ -149,8 +148,7 @@ class CVAE(PyroModule):
         B = x.shape[0]
         c = self.condition(y, B)
         with pyro.plate("data", B):
-            with self._latent_scale():
-                z = pyro.sample("z", self.z_dist(c, (B,)))  # (B, D) or (K, B, D)
+            z = pyro.sample("z", self.z_dist(c, (B,)))  # (B, D) or (K, B, D)
             pyro.sample("x", self.x_dist(z, c), obs=x)
 
     def guide(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
@@ -158,8 +156,7 @@ class CVAE(PyroModule):
         B = x.shape[0]
         c = self.condition(y, B)
         with pyro.plate("data", B):
-            with self._latent_scale():
-                pyro.sample("z", self.q_dist(x, c))
+            pyro.sample("z", self.q_dist(x, c))
 
     # ------------------------------------------------------------------ public helpers
 
@@ -240,52 +237,3 @@ class CVAE(PyroModule):
             **extra,
         }
         return save_checkpoint(path, payload)
-
-
-#: model class name -> class, used by :func:`load`
-MODEL_CLASSES: dict[str, type[PyroModule]] = {"CVAE": CVAE}
-
-
-def model_from_payload(payload: dict, source: str = "checkpoint") -> PyroModule:
-    """Rebuild a model from a checkpoint payload (config + weights)."""
-    try:
-        cls = MODEL_CLASSES[payload.get("model_class", "CVAE")]
-        config = ModelConfig.from_dict(payload["model_config"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{source} does not hold a pyro_cvae model configuration: {e}") from e
-    model = cls(config)
-    try:
-        model.load_state_dict(payload["model"])
-    except (KeyError, RuntimeError) as e:
-        raise CheckpointError(
-            f"{source} holds weights that do not fit its configuration ({e}); "
-            "the file was written by a different model"
-        ) from e
-    return model
-
-
-def load(path: str | Path, map_location: str | torch.device = "cpu") -> PyroModule:
-    """Rebuild a saved model from a checkpoint file or a run folder (its latest checkpoint).
-
-    Needs no other input: the configuration is stored with the weights.
-    """
-    ckpt = resolve_checkpoint(path)
-    model = model_from_payload(load_checkpoint(ckpt, map_location), str(ckpt))
-    return model.to(map_location).eval()
-
-
-# M2 (semi-supervised) subclasses CVAE, so it is imported and registered after CVAE exists
-from .semisupervised import M2  # noqa: E402
-
-MODEL_CLASSES["M2"] = M2
-
-# the hierarchical model subclasses CVAE too: imported and registered after CVAE exists
-from .hierarchical import HierarchicalCVAE  # noqa: E402
-
-MODEL_CLASSES["HierarchicalCVAE"] = HierarchicalCVAE
-
-
-def build_model(config: ModelConfig) -> CVAE:
-    """The model a config describes: :class:`HierarchicalCVAE` when it lists ``latent_dims``,
-    else :class:`CVAE`."""
-    return HierarchicalCVAE(config) if config.latent_dims else CVAE(config)

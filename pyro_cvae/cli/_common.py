@@ -1,0 +1,186 @@
+"""What the commands share: argument types, the data flags, and the reading of a run folder.
+
+Parsing and printing only; every decision is the library's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..checkpoint import resolve_checkpoint
+from ..data import BINARIZATIONS, DATASETS, load_schema
+
+__all__ = [
+    "int_list",
+    "key_value",
+    "positive_int",
+    "index_pair",
+    "add_data_args",
+    "add_run_args",
+    "run_folder",
+    "print_metrics",
+    "attribute_conditions",
+    "need_conditions",
+    "pick",
+    "check_label",
+    "images_from_npz",
+]
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(
+            f"expected positive integers such as 400,400, got {text!r}"
+        )
+    return values
+
+
+def key_value(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with VALUE read as JSON when it parses (10, 0.5, true), else as text."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE such as components=10, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    return key.strip(), value
+
+
+def positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def index_pair(text: str) -> tuple[int, int]:
+    try:
+        a, b = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected two comma-separated integers such as 0,5, got {text!r}"
+        ) from None
+    if a < 0 or b < 0:
+        raise argparse.ArgumentTypeError(f"expected non-negative integers, got {text!r}")
+    return a, b
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dataset",
+        default="digits",
+        choices=list(DATASETS),
+        help="data set (default: digits, shipped with scikit-learn)",
+    )
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder with torchvision-style raw data (default: $PYRO_CVAE_DATA or "
+        "~/.cache/pyro_cvae)",
+    )
+    p.add_argument(
+        "--binarize",
+        default=None,
+        choices=BINARIZATIONS,
+        help="dynamic: new Bernoulli draw per batch; fixed: one seeded draw; none: "
+        "grey levels (default: dynamic for bernoulli, none otherwise)",
+    )
+    p.add_argument(
+        "--train-size",
+        type=positive_int,
+        default=None,
+        help="use only the first N training images (and N validation/test images)",
+    )
+
+
+def add_run_args(p: argparse.ArgumentParser, default_png: str) -> None:
+    """The flags of the commands that read a trained run and write one picture."""
+    p.add_argument("--run", required=True, help="run folder or checkpoint file")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"], help="(test)")
+    p.add_argument("--out", default=None, help=f"PNG path (default: <run>/{default_png})")
+    p.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    p.add_argument("--data-dir", default=None, help="data folder, as for train")
+
+
+def run_folder(run: str) -> Path:
+    """The folder of a run given as a folder or as a checkpoint file in it."""
+    return resolve_checkpoint(run).parent
+
+
+def print_metrics(metrics: dict) -> None:
+    for k, v in metrics.items():
+        if isinstance(v, float):
+            print(f"  {k:>26}: {v:.4f}")
+        elif not isinstance(v, list):
+            print(f"  {k:>26}: {v}")
+
+
+def attribute_conditions(model, folder: Path, texts) -> tuple[torch.Tensor, list[str]]:
+    """Condition vectors (M, width) from ``digit=5,color=red`` texts and the run's schema."""
+    schema = load_schema(folder)
+    if schema.width != model.config.condition_dim:
+        raise ValueError(
+            f"the attribute schema of {folder} has width {schema.width} but the model expects "
+            f"condition_dim={model.config.condition_dim}; the attributes.json belongs to "
+            "another model"
+        )
+    values = [schema.parse(t) for t in texts]
+    names = [",".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in
+                      row.items()) for row in values]  # fmt: skip
+    return schema.encode(values).to(model.device), names
+
+
+def need_conditions(model, folder: Path, given, flag: str = "--condition") -> None:
+    if given:
+        return
+    schema = load_schema(folder)
+    example = ",".join(f"{a.name}={a.values[0]}" for a in schema.attributes if hasattr(a, "values"))
+    raise ValueError(
+        f"this model is conditioned on attributes ({', '.join(schema.names)}); pass "
+        f"{flag}, e.g. {flag} {example}"
+    )
+
+
+def pick(split, indices, what: str = "--images"):
+    bad = [i for i in indices if i >= len(split)]
+    if bad:
+        raise ValueError(
+            f"{what} index {bad[0]} is out of range: the split has {len(split)} images "
+            f"(indices 0..{len(split) - 1})"
+        )
+    idx = torch.tensor(list(indices))
+    return split.x[idx], split.y[idx]
+
+
+def check_label(model, label: int, flag: str) -> None:
+    C = model.config.num_classes
+    if not 0 <= label < C:
+        raise ValueError(f"{flag} {label} is out of range: labels are 0..{C - 1}")
+
+
+def images_from_npz(path: str, model) -> tuple[torch.Tensor, torch.Tensor | None]:
+    with np.load(path) as f:
+        if "images" not in f:
+            raise ValueError(f"{path} has no array 'images'; save one with np.savez(..., images=x)")
+        x = torch.from_numpy(np.asarray(f["images"], dtype=np.float32))
+        y = torch.from_numpy(np.asarray(f["labels"])) if "labels" in f else None
+    if y is not None and model.config.num_classes:
+        y = y.long()
+    elif y is not None:
+        y = y.float()
+    return x, y

@@ -1,0 +1,80 @@
+"""``pyro-cvae evaluate``: the test metrics of a trained run, printed and written as JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyro
+
+from .._validate import resolve_device
+from ..checkpoint import resolve_checkpoint
+from ..data import load_run_data
+from ..evaluate import DEFAULT_MAX_FLOATS, evaluate
+from ..models import load
+from ._common import (
+    positive_int,
+    print_metrics,
+    run_folder,
+)
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(sub) -> None:
+    e = sub.add_parser(
+        "evaluate",
+        help="test bounds, log-likelihood, active units, control",
+        description="Evaluate a trained model: ELBO, importance-sampled NLL "
+        "(nats and bits/dim), KL, active units, conditional control score. "
+        "Prints and writes JSON.",
+    )
+    e.add_argument("--run", required=True, help="run folder or checkpoint file")
+    e.add_argument(
+        "--num-samples",
+        "-k",
+        type=positive_int,
+        default=1000,
+        help="K for the importance-sampled log-likelihood (IWAE paper: 5000)",
+    )
+    e.add_argument("--split", default="test", choices=["val", "test"], help="(test)")
+    e.add_argument(
+        "--classify-samples",
+        type=int,
+        default=0,
+        help="K per label for the generative classifier p(y|x) (0: skip; costly)",
+    )
+    e.add_argument(
+        "--num-images",
+        type=positive_int,
+        default=None,
+        help="evaluate only the first N images of the split (default: all)",
+    )
+    e.add_argument(
+        "--max-floats",
+        type=positive_int,
+        default=DEFAULT_MAX_FLOATS,
+        help="floats of decoder output per chunk: bounds memory (default 2^22, 16 MiB)",
+    )
+    e.add_argument("--out", default=None, help="JSON path (default: <run>/metrics.json)")
+    e.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    e.add_argument("--data-dir", default=None, help="data folder, as for train")
+    e.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="(cpu)")
+    e.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args) -> int:
+    device = resolve_device(args.device)
+    model = load(args.run, map_location=device)
+    data = load_run_data(args.run, args.data_dir)
+    pyro.set_rng_seed(args.seed)
+    metrics = evaluate(model, data, num_samples=args.num_samples, split=args.split,
+                       classify_samples=args.classify_samples, progress=not args.quiet,
+                       num_images=args.num_images, max_floats=args.max_floats)  # fmt: skip
+    metrics["checkpoint"] = str(resolve_checkpoint(args.run))
+    out = Path(args.out) if args.out else run_folder(args.run) / "metrics.json"
+    out.write_text(json.dumps(metrics, indent=2))
+    print(f"{args.split} metrics (nats per image), K={args.num_samples}:")
+    print_metrics(metrics)
+    print(f"wrote {out}")
+    return 0

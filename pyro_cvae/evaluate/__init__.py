@@ -1,0 +1,41 @@
+"""Layer 4 (above training), evaluation: importance-sampled log-likelihoods, bounds, active
+units, control scores and the completion task's conditional likelihoods; pure ``@torch.no_grad()``
+functions. It sits above :mod:`pyro_cvae.train` because the control score's judge classifier is
+trained by ``fit``.
+"""
+
+from ..infer.bounds import elbo_per_image, log_weights
+from ..infer.semisupervised import accuracy, generative_posterior
+from .control import attribute_control, classifier_accuracy, control_score
+from .likelihood import (
+    DEFAULT_MAX_FLOATS,
+    active_units,
+    bits_per_dim,
+    generative_classify,
+    importance_log_likelihood,
+    log_likelihood,
+    log_marginal,
+)
+from .metrics import evaluate, semisupervised_metrics
+from .quadrants import baseline_nll, conditional_nll
+
+__all__ = [
+    "DEFAULT_MAX_FLOATS",
+    "accuracy",
+    "active_units",
+    "attribute_control",
+    "baseline_nll",
+    "bits_per_dim",
+    "classifier_accuracy",
+    "conditional_nll",
+    "control_score",
+    "elbo_per_image",
+    "evaluate",
+    "generative_classify",
+    "generative_posterior",
+    "importance_log_likelihood",
+    "log_likelihood",
+    "log_marginal",
+    "log_weights",
+    "semisupervised_metrics",
+]

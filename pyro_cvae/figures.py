@@ -1,0 +1,62 @@
+"""The standard pictures of a trained model, written into its run folder.
+
+Training never draws; the command line (or a user) calls :func:`write_figures` afterwards. The
+plotting itself is :mod:`pyro_cvae.plots`, which takes tensors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from . import plots
+from .data import Dataset
+from .models import M2
+
+__all__ = ["write_figures"]
+
+
+@torch.no_grad()
+def write_figures(model, data: Dataset, folder: str | Path, rows=None) -> list[Path]:
+    """Write samples, reconstructions, the latent scatter, training curves (given ``rows``) and,
+    for M2, analogies into ``folder``; returns the paths written."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    test = data.eval_split("test").to(model.device)
+    y = test.y if model.config.cond_width else None
+    if model.config.num_classes:
+        labels = torch.arange(model.config.num_classes, device=model.device)
+        plots.samples_grid(model.sample(labels, 10), data.class_names, path=folder / "samples.png")
+    elif model.config.condition_dim:  # vector conditions: those of the first test images
+        conds = test.y[: min(10, len(test))]
+        plots.samples_grid(model.sample(conds, 10), None,
+                           title="samples (one row per test condition)",
+                           path=folder / "samples.png")  # fmt: skip
+    else:
+        plots.image_grid(
+            model.sample(None, 50), nrow=10, title="samples", path=folder / "samples.png"
+        )
+    written.append(folder / "samples.png")
+    n = min(10, len(test))
+    plots.reconstructions(
+        test.x[:n],
+        model.reconstruct(test.x[:n], None if y is None else y[:n]),
+        path=folder / "reconstructions.png",
+    )
+    written.append(folder / "reconstructions.png")
+    loc, _ = model.encode(test.x, y)
+    labels = test.y if test.y.dim() == 1 else None
+    plots.latent_scatter(loc, labels, data.class_names, path=folder / "latent.png")
+    written.append(folder / "latent.png")
+    if rows:
+        plots.training_curves(rows, path=folder / "curves.png")
+        written.append(folder / "curves.png")
+    if isinstance(model, M2):
+        x = test.x[:n]
+        plots.image_grid(torch.cat([x[:, None], model.analogies(x)], 1).flatten(0, 1),
+                         nrow=model.config.num_classes + 1, path=folder / "analogies.png",
+                         title="test image | re-generated with every label")  # fmt: skip
+        written.append(folder / "analogies.png")
+    return written

@@ -1,0 +1,162 @@
+"""The architecture of a model: :class:`ModelConfig`, enough to rebuild it with no other input.
+
+It sits with the models (layer 2) because it checks its names against the registries of the
+networks, likelihoods and priors below it; it is stored beside every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from .._frozen import FrozenConfig
+from .._validate import choice, positive_int
+from ..data import Dataset
+from ..nn.likelihoods import LIKELIHOOD_CLASSES
+from ..nn.nets import NETS
+from ..nn.priors import PRIORS
+
+__all__ = ["ModelConfig", "LIKELIHOODS", "NETS"]
+
+#: names accepted for ``ModelConfig.likelihood``
+LIKELIHOODS = tuple(LIKELIHOOD_CLASSES)
+
+
+@dataclass(frozen=True)
+class ModelConfig(FrozenConfig):
+    """Architecture of a (conditional) VAE.
+
+    The condition is either a class label (``num_classes > 0``, one-hot encoded inside the
+    model) or a real vector of width ``condition_dim``; with both zero the model is a plain VAE.
+    """
+
+    image_shape: tuple[int, int, int] = (1, 8, 8)  # (C, H, W)
+    num_classes: int = 10  # 0: no label
+    condition_dim: int = 0  # width of a real-valued condition vector (exclusive with labels)
+    latent_dim: int = 8
+    hidden_dims: tuple[int, ...] = (256, 256)
+    net: str = "mlp"
+    likelihood: str = "bernoulli"
+    # Gaussian likelihood only: observation noise scale; learned when learn_x_scale.
+    x_scale: float = 0.1
+    learn_x_scale: bool = False
+    prior: str = "normal"
+    prior_options: dict = field(default_factory=dict, hash=False, compare=True)
+    # widths of L >= 2 stochastic layers, bottom (z1, next to x) first: a hierarchical model
+    # (pyro_cvae.hierarchical); empty: one layer of latent_dim. latent_dim is then latent_dims[0].
+    latent_dims: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        shape = tuple(self.image_shape)
+        object.__setattr__(self, "image_shape", shape)
+        object.__setattr__(self, "hidden_dims", tuple(self.hidden_dims))
+        if len(shape) != 3 or any(
+            isinstance(s, bool) or not isinstance(s, int) or s <= 0 for s in shape
+        ):
+            raise ValueError(
+                f"image_shape must be three positive integers (C, H, W), got {self.image_shape!r}"
+            )
+        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int):
+            raise ValueError(f"num_classes must be an integer >= 0, got {self.num_classes!r}")
+        if self.num_classes < 0 or self.num_classes == 1:
+            raise ValueError(
+                f"num_classes must be 0 (no label) or at least 2, got {self.num_classes}"
+            )
+        if self.condition_dim < 0:
+            raise ValueError(f"condition_dim must be >= 0, got {self.condition_dim}")
+        if self.num_classes and self.condition_dim:
+            raise ValueError(
+                "give either num_classes (label condition) or condition_dim (vector condition), "
+                f"not both (got {self.num_classes} and {self.condition_dim})"
+            )
+        positive_int("latent_dim", self.latent_dim)
+        self._check_latent_dims()
+        if not self.hidden_dims:
+            raise ValueError("hidden_dims must list at least one hidden layer width, e.g. (400,)")
+        for h in self.hidden_dims:
+            positive_int("each hidden_dims entry", h)
+        choice("net", self.net, NETS)
+        if self.net == "conv" and shape[1:] != (28, 28):
+            raise ValueError(
+                f"net='conv' is built for 28x28 images, got image_shape {shape}; use net='mlp'"
+            )
+        choice("likelihood", self.likelihood, LIKELIHOODS)
+        if not (isinstance(self.x_scale, (int, float)) and self.x_scale > 0):
+            raise ValueError(f"x_scale must be a positive number, got {self.x_scale!r}")
+        choice("prior", self.prior, tuple(PRIORS))
+        if not isinstance(self.prior_options, dict):
+            raise ValueError(f"prior_options must be a dict, got {self.prior_options!r}")
+        unknown = sorted(set(self.prior_options) - set(PRIORS[self.prior].OPTIONS))
+        if unknown:
+            raise ValueError(
+                f"prior {self.prior!r} has no option(s) {unknown}; it accepts: "
+                f"{', '.join(PRIORS[self.prior].OPTIONS) or 'none'}"
+            )
+
+    def _check_latent_dims(self) -> None:
+        if isinstance(self.latent_dims, (str, int)):
+            raise ValueError(
+                f"latent_dims must be a tuple of layer widths such as (100, 50), "
+                f"got {self.latent_dims!r}"
+            )
+        dims = tuple(self.latent_dims)
+        object.__setattr__(self, "latent_dims", dims)
+        if not dims:
+            return
+        if len(dims) == 1:
+            raise ValueError(
+                f"latent_dims lists L >= 2 stochastic layers, got {dims}; for one layer use "
+                f"latent_dim={dims[0]} and latent_dims=()"
+            )
+        for d in dims:
+            positive_int("each latent_dims entry", d, f"Got latent_dims={dims}; e.g. (100, 50).")
+        default = next(f.default for f in dataclasses.fields(self) if f.name == "latent_dim")
+        if self.latent_dim not in (default, dims[0]):
+            raise ValueError(
+                f"latent_dim={self.latent_dim} disagrees with latent_dims={dims}: with layers, "
+                f"latent_dim is the bottom layer's width; drop latent_dim or set it to {dims[0]}"
+            )
+        object.__setattr__(self, "latent_dim", dims[0])
+
+    @classmethod
+    def for_data(cls, data: Dataset, *, unconditional: bool = False, **overrides) -> ModelConfig:
+        """The default architecture for a data set; keyword ``overrides`` replace fields.
+
+        The data decide the image shape and the condition: ``num_classes`` for class labels,
+        ``condition_dim`` for an attribute schema, neither with ``unconditional=True``. Sizes
+        follow the data too: 28x28 images (MNIST-like) get ``latent_dim=50`` and one hidden layer
+        of 400 units (the IWAE paper's one-layer MLP); smaller images ``latent_dim=8`` and
+        (256, 256). ``pyro-cvae train`` builds its model with this, so the command line and
+        ``CVAE(ModelConfig.for_data(data))`` give the same model.
+        """
+        big = data.image_shape[1] >= 28
+        schema = data.schema
+        defaults: dict = {
+            "image_shape": tuple(data.image_shape),
+            "num_classes": 0 if (unconditional or schema is not None) else data.num_classes,
+            "condition_dim": schema.width if (schema is not None and not unconditional) else 0,
+            "hidden_dims": (400,) if big else (256, 256),
+        }
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        dims = tuple(overrides.get("latent_dims") or ())
+        if "latent_dim" not in overrides:
+            defaults["latent_dim"] = dims[0] if dims else (50 if big else 8)
+        return cls(**{**defaults, **overrides})
+
+    @property
+    def hierarchical(self) -> bool:
+        """Whether the config describes several stochastic layers (``latent_dims``)."""
+        return bool(self.latent_dims)
+
+    @property
+    def cond_width(self) -> int:
+        """Width of the condition vector the networks receive (0 for a plain VAE)."""
+        return self.num_classes or self.condition_dim
+
+    @property
+    def x_dim(self) -> int:
+        c, h, w = self.image_shape
+        return c * h * w
+
+    def __hash__(self) -> int:  # prior_options is a dict; hash on the JSON text instead
+        return hash(self.to_json())

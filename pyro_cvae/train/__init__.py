@@ -1,0 +1,44 @@
+"""Layer 4, training: the one ``fit`` loop, the families it trains, run folders, multi-process
+training, and the training configs.
+
+Imports layers 0 to 3. Nothing else in the package runs a training step.
+"""
+
+from .classifier import train_classifier
+from .config import SemiSupervisedConfig, TrainConfig, config_from_dict
+from .families import (
+    ClassifierFamily,
+    CompletionFamily,
+    ConditionalFamily,
+    Family,
+    SemiSupervisedFamily,
+    check_data_fits_model,
+    family_for,
+    labelled_mask,
+)
+from .loop import History, fit, kl_weight
+from .quadrants import train_quadrants
+from .run_folder import CheckpointWriteError, RunFolderError
+from .semisupervised import fit_semisupervised
+
+__all__ = [
+    "CheckpointWriteError",
+    "ClassifierFamily",
+    "CompletionFamily",
+    "ConditionalFamily",
+    "Family",
+    "History",
+    "RunFolderError",
+    "SemiSupervisedConfig",
+    "SemiSupervisedFamily",
+    "TrainConfig",
+    "check_data_fits_model",
+    "config_from_dict",
+    "family_for",
+    "fit",
+    "fit_semisupervised",
+    "kl_weight",
+    "labelled_mask",
+    "train_classifier",
+    "train_quadrants",
+]
