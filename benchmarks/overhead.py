@@ -10,7 +10,7 @@ that the machine's noise hits them alike (medians over ``steps``):
 2. ``modules``: pyro_cvae's networks and distributions called directly, no Pyro tracing
    (the cost of our modules and ``torch.distributions`` objects);
 3. ``trace_elbo``: ``Trace_ELBO.differentiable_loss`` of the model and guide (Pyro's tracing);
-4. ``svi_step``: :class:`pyro_cvae.train.ModuleSVI.step` (adds the finite loss and gradient
+4. ``svi_step``: :class:`pyro_cvae.infer.ModuleSVI.step` (adds the finite loss and gradient
    checks).
 """
 

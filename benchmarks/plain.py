@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 
 class PlainCVAE(nn.Module):
-    """The MLP CVAE of ``pyro_cvae.nets`` (ReLU MLPs, softplus scale) written directly."""
+    """The MLP CVAE of ``pyro_cvae.nn.nets`` (ReLU MLPs, softplus scale) written directly."""
 
     def __init__(self, x_dim: int, num_classes: int, hidden: tuple[int, ...], latent: int):
         super().__init__()

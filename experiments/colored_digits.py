@@ -1,7 +1,7 @@
 """Multi-attribute conditions: does ``--condition digit=5,color=red`` give a red 5?
 
 Trains an attribute-conditioned CVAE on coloured digits (condition = one-hot digit, one-hot
-colour, scaled brightness; see :mod:`pyro_cvae.attributes`) into a run folder that stores its
+colour, scaled brightness; see :mod:`pyro_cvae.data.attributes`) into a run folder that stores its
 schema, then generates images for every (digit, colour) pair at three brightness levels and
 checks them: colour read from the pixels (target >= 95% correct), digit by a classifier of
 real images (control score, target >= 0.90), brightness as the brightest pixel.

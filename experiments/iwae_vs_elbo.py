@@ -68,7 +68,7 @@ PAPER_2LAYER = {
     ("iwae", 50): (82.90, "-"),
 }
 
-#: row method -> objective name of :mod:`pyro_cvae.objectives`
+#: row method -> objective name of :mod:`pyro_cvae.infer.objectives`
 OBJECTIVE = {"vae": "elbo", "iwae": "iwae"}
 
 

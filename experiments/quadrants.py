@@ -5,7 +5,7 @@ the negative conditional log-likelihood -log p(missing | given) in nats per imag
 
 * baseline: a deterministic network; its -log p is exactly its masked cross-entropy;
 * CVAE: importance-sampled with K samples from q(z | c, y) (a proper estimate, see
-  :func:`pyro_cvae.quadrants.conditional_nll`), and beside it the negative ELBO (K = 1);
+  :func:`pyro_cvae.evaluate.conditional_nll`), and beside it the negative ELBO (K = 1);
 * Pyro's published figures (ELBO values for the CVAE): baseline 100.4 / 61.9 / 25.4,
   CVAE 71.8 / 51.0 / 24.2.
 

@@ -4,7 +4,7 @@ For each number of labels (class-balanced, seeded; the rest of the training set 
 
 * **M2** with the missing labels enumerated (``TraceEnum_ELBO``), classifier q(y | x);
 * **IW-M2**, the same model trained with the importance-weighted bound of
-  :mod:`pyro_cvae.semisupervised` (K draws of z per label);
+  :mod:`pyro_cvae.infer.semisupervised` (K draws of z per label);
 * **supervised**: a classifier of the same architecture as q(y | x) trained on the labelled
   images only.
 
