@@ -8,6 +8,9 @@ handler whose scaled ELBO is exact.
 
 import json
 import re
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pyro
@@ -241,3 +244,24 @@ def test_cli_and_api_build_the_same_model(dataset, flags, tmp_path):
     api = pc.ModelConfig.for_data(data, unconditional="--unconditional" in flags, **overrides)
     assert pc.ModelConfig.from_dict(saved) == api
     assert type(pc.load(out)) is type(pc.build_model(api))
+
+
+def test_m2_trains_on_two_processes_with_ddp(tmp_path):
+    """The semi-supervised family under torchrun: identical weights, one shard per rank."""
+    with socket.socket() as s:  # a free port for the rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    worker = Path(__file__).with_name("_ddp_family_worker.py")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", str(port), str(worker), str(tmp_path)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    for k in r0["state"]:
+        assert torch.equal(r0["state"][k], r1["state"][k]), k
+    assert r0["loss"] == r1["loss"] and r0["loss"][-1] < r0["loss"][0]
+    # 150 unlabelled images, 75 per rank in batches of 25: 3 steps per epoch each, other images
+    assert len(r0["seen"]) == len(r1["seen"]) == 9
+    assert r0["seen"] != r1["seen"]
+    assert load_checkpoint(list_checkpoints(tmp_path / "run")[-1])["epoch"] == 3
