@@ -1,15 +1,8 @@
 r"""Objectives of the semi-supervised M2 model (Kingma et al. 2014) and its label posteriors.
 
-Generative story, for a batch of B images, some with labels::
-
-    y ~ p(y) = Cat(1/C)     # "y": observed where the label is known, summed out where not
-    z ~ p(z) = N(0, I)      # "z": batch (B,), event (D,)
-    x ~ p(x | z, y)         # "x": batch (B,), event (C, H, W)
-
-Guide: a classifier q(y | x) and an encoder q(z | x, y). A missing label is ``y=None``, and one
-``pyro.sample("y", ..., obs=y)`` serves labelled and unlabelled batches; the sum over the C labels
-is exact, by enumeration switched on from outside (``config_enumerate`` + ``TraceEnum_ELBO``), and
-vectorized: the networks broadcast over a leading label dimension.
+The model p(y) p(z) p(x | z, y) and its guide q(y | x) q(z | x, y) are
+:class:`~pyro_cvae.models.M2`; a missing label is ``y=None`` and is summed out exactly, by
+enumeration switched on here, from outside the model (``config_enumerate`` + ``TraceEnum_ELBO``).
 
 Objectives, for the labelled images :math:`(x, y)` and the unlabelled images :math:`x`:
 
