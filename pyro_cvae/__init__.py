@@ -30,7 +30,7 @@ from .evaluate import (
     log_marginal,
 )
 from .infer import OBJECTIVES, NonFiniteLossError, make_objective
-from .models import CVAE, M2, HierarchicalCVAE, ModelConfig, build_model, load
+from .models import CVAE, M2, HierarchicalCVAE, ModelConfig, build_model, load, save_safetensors
 from .nn import PRIORS
 from .train import (
     History,
@@ -76,4 +76,5 @@ __all__ = [
     "log_marginal",
     "make_objective",
     "partial_labels",
+    "save_safetensors",
 ]

@@ -25,6 +25,7 @@ __all__ = [
     "list_checkpoints",
     "latest_checkpoint",
     "resolve_checkpoint",
+    "run_folder_of",
     "atomic_write_bytes",
 ]
 
@@ -137,6 +138,20 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if not path.exists():
         raise CheckpointError(f"{path} does not exist; pass a checkpoint file or a run folder")
     return path
+
+
+def run_folder_of(path: str | Path) -> Path:
+    """The run folder of a path given as a run folder or as a file in one (a checkpoint,
+    ``model.pt`` or ``model.safetensors``)."""
+    path = Path(path)
+    if path.is_dir():
+        return path
+    if not path.exists():
+        raise CheckpointError(
+            f"{path} does not exist; pass a run folder, a checkpoint file, model.pt or "
+            "model.safetensors"
+        )
+    return path.parent
 
 
 def load_latest_good(run_dir: str | Path, map_location="cpu") -> tuple[Path, dict] | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoint import resolve_checkpoint
+from ..checkpoint import run_folder_of
 from ..data import BINARIZATIONS, DATASETS, load_schema
 
 __all__ = [
@@ -118,8 +118,8 @@ def add_run_args(p: argparse.ArgumentParser, default_png: str) -> None:
 
 
 def run_folder(run: str) -> Path:
-    """The folder of a run given as a folder or as a checkpoint file in it."""
-    return resolve_checkpoint(run).parent
+    """The folder of a run given as a folder or as a file in it."""
+    return run_folder_of(run)
 
 
 def print_metrics(metrics: dict) -> None:

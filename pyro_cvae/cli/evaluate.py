@@ -8,7 +8,6 @@ from pathlib import Path
 import pyro
 
 from .._validate import resolve_device
-from ..checkpoint import resolve_checkpoint
 from ..data import load_run_data
 from ..evaluate import DEFAULT_MAX_FLOATS, evaluate
 from ..models import load
@@ -71,7 +70,7 @@ def run(args) -> int:
     metrics = evaluate(model, data, num_samples=args.num_samples, split=args.split,
                        classify_samples=args.classify_samples, progress=not args.quiet,
                        num_images=args.num_images, max_floats=args.max_floats)  # fmt: skip
-    metrics["checkpoint"] = str(resolve_checkpoint(args.run))
+    metrics["checkpoint"] = model.loaded_from
     out = Path(args.out) if args.out else run_folder(args.run) / "metrics.json"
     out.write_text(json.dumps(metrics, indent=2))
     print(f"{args.split} metrics (nats per image), K={args.num_samples}:")

@@ -17,7 +17,7 @@ from ..data import SCHEMAS, load_dataset, save_schema
 from ..evaluate import evaluate, semisupervised_metrics
 from ..figures import write_figures
 from ..infer.objectives import OBJECTIVES
-from ..models import LIKELIHOODS, M2, NETS, ModelConfig, build_model
+from ..models import LIKELIHOODS, M2, NETS, ModelConfig, build_model, save_safetensors
 from ..nn.priors import PRIORS
 from ..train import SemiSupervisedConfig, SemiSupervisedFamily, TrainConfig, fit
 from ._common import add_data_args, int_list, key_value, positive_int, print_metrics
@@ -219,6 +219,7 @@ def run(args) -> int:
         save_schema(out, data.schema)
         extra["attributes"] = data.schema.to_dict()
     model.save(out / "model.pt", data={"name": data.name, "binarize": data.binarize}, **extra)
+    save_safetensors(model, out / "model.safetensors")
     figures = write_figures(model, data, out, history.rows)
     print(f"trained {len(history)} epochs; run folder {out}")
     if args.eval_samples > 0:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 
-from ..checkpoint import CheckpointError, resolve_checkpoint
+from ..checkpoint import CheckpointError, run_folder_of
 from .attributes import SCHEMA_FILE, AttributeSchema, read_schema
 from .colored import SCHEMAS, colored_splits
 from .core import BINARIZATIONS, Dataset, Split, default_data_dir
@@ -232,10 +232,10 @@ def load_run_data(run: str | Path, data_dir: str | Path | None = None) -> Datase
     """The data set a training run used, as its ``config.json`` records it.
 
     Args:
-        run: a run folder or a checkpoint file in one.
+        run: a run folder or a file in one (a checkpoint, ``model.pt``, ``model.safetensors``).
         data_dir: as for :func:`load_dataset`.
     """
-    folder = resolve_checkpoint(run).parent
+    folder = run_folder_of(run)
     cfg_path = folder / "config.json"
     if not cfg_path.exists():
         raise CheckpointError(f"{folder} has no config.json; was it written by `pyro-cvae train`?")

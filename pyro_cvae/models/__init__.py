@@ -10,12 +10,22 @@ Imports layers 0 and 1 only.
 
 from __future__ import annotations
 
+import json
+import warnings
 from pathlib import Path
 
 import torch
 from pyro.nn import PyroModule
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
 
-from ..checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
+from ..checkpoint import (
+    CheckpointError,
+    latest_checkpoint,
+    load_checkpoint,
+    load_latest_good,
+    resolve_checkpoint,
+)
 from .classifier import ClassifierConfig, LabelClassifier
 from .config import LIKELIHOODS, NETS, ModelConfig
 from .cvae import CVAE
@@ -52,7 +62,13 @@ __all__ = [
     "mask_image",
     "model_from_payload",
     "quadrant_mask",
+    "save_safetensors",
+    "SAFETENSORS_NAME",
 ]
+
+#: the exported model's file name in a run folder (weights only; config in its metadata and in
+#: the folder's ``config.json``)
+SAFETENSORS_NAME = "model.safetensors"
 
 #: model class name -> class, used by :func:`load` (the name is stored in every checkpoint)
 MODEL_CLASSES: dict[str, type[PyroModule]] = {
@@ -82,14 +98,106 @@ def model_from_payload(payload: dict, source: str = "checkpoint") -> PyroModule:
             f"{source} holds weights that do not fit its configuration ({e}); "
             "the file was written by a different model"
         ) from e
+    model.loaded_from = source  # the file the weights came from (``evaluate`` records it)
     return model
 
 
-def load(path: str | Path, map_location: str | torch.device = "cpu") -> PyroModule:
-    """Rebuild a saved model from a checkpoint file or a run folder (its latest checkpoint).
-
-    Needs no other input: the configuration is stored with the weights.
+def save_safetensors(model: PyroModule, path: str | Path) -> Path:
+    """Export ``model`` the way the ecosystem reads it: a ``.safetensors`` file of its
+    ``state_dict`` (``safetensors.torch.load_file`` reads it), the model class and config stored
+    in its metadata, and a ``config.json`` beside it holding ``model_class`` and ``model`` (the
+    config), added to a run's ``config.json`` when one is there. :func:`load` reads it back.
     """
-    ckpt = resolve_checkpoint(path)
-    model = model_from_payload(load_checkpoint(ckpt, map_location), str(ckpt))
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"a safetensors file name ends in .safetensors, got {path.name!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # clone: safetensors refuses tensors that share memory (e.g. a VampPrior's bound encoder)
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    meta = {
+        "format": "pyro_cvae.model",
+        "model_class": type(model).__name__,
+        "model_config": json.dumps(model.config.to_dict()),
+    }
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    tmp.replace(path)
+    cfg_path = path.parent / "config.json"
+    cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
+    cfg.update(model_class=type(model).__name__, model=model.config.to_dict())
+    cfg_path.write_text(json.dumps(cfg, indent=2))
+    return path
+
+
+def _load_safetensors(path: Path, map_location) -> PyroModule:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        weights = load_file(str(path), device=str(map_location))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} could not be read as a safetensors file: {e}") from e
+    if "model_config" in meta:
+        payload = {"model_class": meta.get("model_class", "CVAE"),
+                   "model_config": json.loads(meta["model_config"])}  # fmt: skip
+    else:  # weights only: the config.json beside it (a run's, or a flat model config)
+        cfg_path = path.parent / "config.json"
+        if not cfg_path.is_file():
+            raise CheckpointError(
+                f"{path} stores no model configuration and {cfg_path} does not exist; keep the "
+                "config.json that was exported with it"
+            )
+        cfg = json.loads(cfg_path.read_text())
+        payload = {"model_class": cfg.get("model_class", "CVAE"),
+                   "model_config": cfg.get("model", cfg)}  # fmt: skip
+    payload["model"] = weights
+    return model_from_payload(payload, str(path))
+
+
+def _load_folder(folder: Path, map_location) -> PyroModule:
+    newest = latest_checkpoint(folder)
+    final = folder / "model.pt"
+    if newest is not None:
+        try:
+            path, payload = load_latest_good(folder, map_location)
+        except CheckpointError:
+            if not final.is_file():
+                raise
+            warnings.warn(
+                f"no checkpoint of {folder} is readable; loaded {final.name} instead",
+                stacklevel=3,
+            )
+            return model_from_payload(load_checkpoint(final, map_location), str(final))
+        if path != newest:
+            warnings.warn(
+                f"{newest} is truncated or corrupted; loaded the newest good checkpoint "
+                f"{path.name} instead",
+                stacklevel=3,
+            )
+        return model_from_payload(payload, str(path))
+    if final.is_file():
+        return model_from_payload(load_checkpoint(final, map_location), str(final))
+    if (folder / SAFETENSORS_NAME).is_file():
+        return _load_safetensors(folder / SAFETENSORS_NAME, map_location)
+    raise CheckpointError(
+        f"run folder {folder} holds no checkpoint, model.pt or {SAFETENSORS_NAME}; train first "
+        f"with `pyro-cvae train --out {folder}`"
+    )
+
+
+def load(path: str | Path, map_location: str | torch.device = "cpu") -> PyroModule:
+    """Rebuild a saved model from a run folder, a checkpoint file, ``model.pt`` or an exported
+    ``model.safetensors``.
+
+    A run folder gives its newest checkpoint that verifies (a truncated or corrupted newer one is
+    skipped with a warning), else its ``model.pt``, else its ``model.safetensors``. Needs no other
+    input: the configuration is stored with the weights.
+    """
+    path = Path(path)
+    if path.is_dir():
+        model = _load_folder(path, map_location)
+    elif path.suffix == ".safetensors" and path.is_file():
+        model = _load_safetensors(path, map_location)
+    else:
+        ckpt = resolve_checkpoint(path)
+        model = model_from_payload(load_checkpoint(ckpt, map_location), str(ckpt))
     return model.to(map_location).eval()

@@ -28,10 +28,12 @@ class ModelConfig(FrozenConfig):
 
     The condition is either a class label (``num_classes > 0``, one-hot encoded inside the
     model) or a real vector of width ``condition_dim``; with both zero the model is a plain VAE.
+    ``num_classes`` left out (``None``) means 0 when ``condition_dim`` is given, else 10 (the
+    digits); the stored config always holds the resolved number.
     """
 
     image_shape: tuple[int, int, int] = (1, 8, 8)  # (C, H, W)
-    num_classes: int = 10  # 0: no label
+    num_classes: int | None = None  # 0: no label; None: 0 with condition_dim, else 10
     condition_dim: int = 0  # width of a real-valued condition vector (exclusive with labels)
     latent_dim: int = 8
     hidden_dims: tuple[int, ...] = (256, 256)
@@ -56,6 +58,10 @@ class ModelConfig(FrozenConfig):
             raise ValueError(
                 f"image_shape must be three positive integers (C, H, W), got {self.image_shape!r}"
             )
+        if isinstance(self.condition_dim, bool) or not isinstance(self.condition_dim, int):
+            raise ValueError(f"condition_dim must be an integer >= 0, got {self.condition_dim!r}")
+        if self.num_classes is None:
+            object.__setattr__(self, "num_classes", 0 if self.condition_dim else 10)
         if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int):
             raise ValueError(f"num_classes must be an integer >= 0, got {self.num_classes!r}")
         if self.num_classes < 0 or self.num_classes == 1:

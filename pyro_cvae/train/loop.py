@@ -208,6 +208,7 @@ def fit(
         (out / "config.json").write_text(
             json.dumps(
                 {
+                    "model_class": type(model).__name__,
                     "model": model.config.to_dict(),
                     "train": config.to_dict(),
                     "data": data_spec,
