@@ -68,12 +68,27 @@ class TestLogLikelihood:
             handle.remove()
 
     def test_importance_estimate_is_above_elbo_and_rises_with_K(self, trained, digits):
-        x, y = _test_batch(digits, 50)
-        pyro.set_rng_seed(0)
-        elbo = elbo_per_image(trained, pyro_cvae.Split(x, y), num_samples=100).mean().item()
-        ll = [log_likelihood(trained, x, y, K).mean().item() for K in (1, 10, 500)]
-        assert ll[0] == pytest.approx(elbo, abs=1.0)  # K=1 is an ELBO draw
-        assert elbo < ll[1] < ll[2]
+        x, y = _test_batch(digits, 100)
+        lw = log_weights(trained, x, y, 500).double()  # (K, N): one set of draws, grouped
+        elbo = lw.mean(0)
+        ll10 = (torch.logsumexp(lw.view(50, 10, -1), 1) - math.log(10)).mean(0)
+        ll500 = torch.logsumexp(lw, 0) - math.log(500)
+        # Jensen on the same weights: ELBO <= mean of K=10 bounds <= K=500 bound, per image
+        assert (elbo < ll10).all() and (ll10 < ll500).all()
+        assert (ll500 - elbo).mean() > 0.1  # a visible gap: the bounds differ
+        # log_likelihood is unbiased for these expectations: 20 fresh draws of each image
+        R = 20
+        xr, yr = x.repeat(R, 1, 1, 1), y.repeat(R)
+        for K, expected in ((1, elbo), (10, ll10)):
+            est = log_likelihood(trained, xr, yr, K).double().view(R, -1).mean(0)
+            d = est - expected
+            se = d.std().item() / math.sqrt(len(d))
+            assert 4 * se < 0.25  # so a 0.5-nat bias would fail the next line
+            assert abs(d.mean().item()) < 4 * se, (K, d.mean().item(), se)
+        per_image = elbo_per_image(trained, pyro_cvae.Split(xr, yr), num_samples=1)
+        d = per_image.double().view(R, -1).mean(0) - elbo
+        se = d.std().item() / math.sqrt(len(d))
+        assert 4 * se < 0.25 and abs(d.mean().item()) < 4 * se
 
     @pytest.mark.parametrize("K", [0, -1, 2.0, True])
     def test_bad_num_samples(self, small_model, digits, K):
@@ -122,9 +137,19 @@ class TestMarginalAndClassifier:
         pyro.set_rng_seed(0)
         joint, marginal = log_marginal(trained, x, num_samples=20)
         assert joint.shape == (100, 10) and marginal.shape == (100,)
-        torch.testing.assert_close(marginal, torch.logsumexp(joint, -1))
+        # brute force on the same draws: each class's log p(x | y = c), then Bayes' rule
+        pyro.set_rng_seed(0)
+        lik = torch.stack(
+            [log_likelihood(trained, x, torch.full((100,), c), 20) for c in range(10)], -1
+        ).double()
+        p_xy = lik.exp()  # 8x8 digits: p(x | y) is far from underflow
+        torch.testing.assert_close(joint.double(), lik - math.log(10))
+        torch.testing.assert_close(marginal.double(), (p_xy.sum(-1) / 10).log())
+        pyro.set_rng_seed(0)
         probs = generative_classify(trained, x, num_samples=20)
-        torch.testing.assert_close(probs.sum(-1), torch.ones(100), atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            probs.double(), p_xy / p_xy.sum(-1, keepdim=True), atol=1e-5, rtol=1e-4
+        )
         acc = (probs.argmax(-1) == y).float().mean().item()
         assert acc > 0.5, acc  # chance is 0.1
 
@@ -160,6 +185,22 @@ class TestBitsPerDim:
         assert m["bits_per_dim"] == pytest.approx(m["nll"] / (64 * math.log(2)))
         assert m["nll"] < -m["elbo"]  # the importance-sampled estimate is the tighter one
         assert 0 <= m["active_units"] <= m["latent_dim"] == 4
+        assert "generative_accuracy" not in m  # only with classify_samples > 0
+
+    def test_kl_matches_the_analytic_kl(self, trained, digits):
+        m = pyro_cvae.evaluate(trained, digits, num_samples=1, control=False, num_images=300)
+        s = digits.eval_split("test").subset(300)
+        loc, scale = trained.encode(s.x, s.y)  # q(z | x, y); the prior is N(0, I)
+        analytic = 0.5 * (loc**2 + scale**2 - 1 - 2 * scale.log()).sum(-1).mean().item()
+        assert analytic > 0.2  # a non-trivial posterior
+        assert m["kl"] == pytest.approx(analytic, rel=0.15)  # ~4 standard errors
+
+    def test_generative_accuracy_with_classify_samples(self, trained, digits):
+        m = pyro_cvae.evaluate(trained, digits, num_samples=2, control=False, num_images=50,
+                               classify_samples=10)  # fmt: skip
+        acc = m["generative_accuracy"]
+        assert acc * 50 == pytest.approx(round(acc * 50))  # a fraction of the 50 images
+        assert acc > 0.5  # chance is 0.1
 
     def test_evaluate_on_the_first_images_only(self, trained, digits):
         m = pyro_cvae.evaluate(trained, digits, num_samples=5, control=False, num_images=20)

@@ -1,14 +1,12 @@
-"""Fault tests: kills at random moments, torn writes, disk errors, malformed inputs.
+"""Fault tests: kills at chosen steps and inside checkpoint writes, torn writes, disk errors, malformed inputs.
 
 The counts tried here are reported in README's reliability section.
 """
 
 import os
-import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,73 +21,72 @@ from pyro_cvae.cli import main
 from pyro_cvae.train import CheckpointWriteError
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAIN = ["train", "--train-size", "300", "--epochs", "4", "--batch-size", "30", "--latent-dim",
-         "3", "--hidden", "24", "--eval-samples", "0", "--seed", "5"]  # fmt: skip
-KILL_SEEDS = [0, 1, 2]
+WORKER = Path(__file__).with_name("_kill_worker.py")  # pyro-cvae train, stopped on cue
+EPOCHS, STEPS_PER_EPOCH = 4, 10  # the worker's run: 300 images, batches of 30
 
 
-def _final_state(folder: Path) -> dict:
-    return load_checkpoint(list_checkpoints(folder)[-1])["model"]
+def _run(out: Path, *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(WORKER), str(out), *flags], cwd=ROOT,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300)  # fmt: skip
+
+
+def _newest(folder: Path) -> dict:
+    return load_checkpoint(list_checkpoints(folder)[-1])
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """An uninterrupted run in a fresh process, as the interrupted ones are."""
     out = tmp_path_factory.mktemp("ref") / "run"
-    p = _spawn(out, resume=False)
-    _, err = p.communicate(timeout=300)
-    assert p.returncode == 0, err.decode()
-    return _final_state(out)
+    p = _run(out)
+    assert p.returncode == 0, p.stderr.decode()
+    return _newest(out)
 
 
-def _spawn(out: Path, resume: bool) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "pyro_cvae", *TRAIN, "--out", str(out), "--quiet"]
-    if resume:
-        argv.append("--resume")
-    return subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def _assert_same_run(out: Path, reference: dict) -> None:
+    final = _newest(out)
+    assert final["epoch"] == EPOCHS
+    assert final["model"].keys() == reference["model"].keys()
+    assert all(torch.equal(final["model"][k], reference["model"][k]) for k in reference["model"])
+    assert [r["train_loss"] for r in final["history"]] == [
+        r["train_loss"] for r in reference["history"]
+    ]
 
 
-@pytest.mark.parametrize("seed", KILL_SEEDS)
-def test_sigkill_at_a_random_moment_then_resume_is_bit_identical(tmp_path, reference, seed):
-    rng = random.Random(seed)
+# (flag, value, epochs in the newest checkpoint the kill leaves behind)
+KILLS = [
+    ("--sigkill-at-step", 13, 1),  # mid-epoch 2
+    ("--sigkill-at-step", 30, 2),  # after the last step of epoch 3, before its checkpoint
+    ("--sigkill-in-write", 2, 1),  # inside the write of epoch 2's checkpoint
+    ("--sigkill-in-write", 4, 3),  # inside the write of the final checkpoint
+]
+
+
+@pytest.mark.parametrize(("flag", "at", "saved"), KILLS, ids=[f"{f[8:]}-{n}" for f, n, _ in KILLS])
+def test_sigkill_then_resume_is_bit_identical(tmp_path, reference, flag, at, saved):
     out = tmp_path / "run"
-    proc = _spawn(out, resume=False)
-    # wait until training is under way (the first checkpoint exists), then kill at random
-    deadline = time.time() + 120
-    while not list_checkpoints(out) and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    time.sleep(rng.uniform(0.0, 0.6))
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate()
-    # every checkpoint left behind is complete and verifiable
+    p = _run(out, flag, str(at))
+    assert p.returncode == -signal.SIGKILL, p.stderr.decode()
+    # every checkpoint left behind is complete and verifiable; the newest is short of the end
     for path in list_checkpoints(out):
         load_checkpoint(path)
-    while True:  # resume until the run completes
-        p = _spawn(out, resume=bool(list_checkpoints(out)))
-        _, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err.decode()
-        if load_checkpoint(list_checkpoints(out)[-1])["epoch"] == 4:
-            break
-    final = _final_state(out)
-    assert all(torch.equal(final[k], reference[k]) for k in reference)
+    assert _newest(out)["epoch"] == saved < EPOCHS
+    if flag == "--sigkill-in-write":  # the kill came between the write and the rename
+        assert list(out.glob(".checkpoint_*.tmp"))
+    p = _run(out, "--resume")
+    assert p.returncode == 0, p.stderr.decode()
+    _assert_same_run(out, reference)
 
 
 def test_ctrl_c_saves_a_checkpoint_and_resume_is_bit_identical(tmp_path, reference):
     out = tmp_path / "run"
-    proc = _spawn(out, resume=False)
-    deadline = time.time() + 120
-    while not list_checkpoints(out) and time.time() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    if proc.returncode == 0:  # finished before the signal arrived: nothing to resume
-        pytest.skip("run finished before SIGINT")
-    assert proc.returncode == 130 and b"--resume" in err
-    p = _spawn(out, resume=True)
-    _, err = p.communicate(timeout=300)
-    assert p.returncode == 0, err.decode()
-    final = _final_state(out)
-    assert all(torch.equal(final[k], reference[k]) for k in reference)
+    p = _run(out, "--sigint-at-step", "25")
+    assert p.returncode == 130 and b"--resume" in p.stderr, p.stderr.decode()
+    newest = _newest(out)  # saved at the interruption, half-way through epoch 3
+    assert (newest["epoch"], newest["step"]) == (2, 5)
+    p = _run(out, "--resume")
+    assert p.returncode == 0, p.stderr.decode()
+    _assert_same_run(out, reference)
 
 
 def test_crash_during_a_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch):
