@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo figures test lint bench experiments clean
+.PHONY: setup demo figures test lint bench experiments experiments-long clean
 
 setup: $(STAMP)
 
@@ -61,3 +61,14 @@ experiments: setup
 
 clean:
 	rm -rf runs .pytest_cache
+
+# Issue 17's long IWAE-versus-VAE rows (paper settings: tanh, Adam eps 1e-4, 100 epochs per row);
+# resumable: run it again to continue. Results: experiments/results/long/.
+LONG_IWAE = $(BIN)/python experiments/iwae_vs_elbo.py --epochs 100 --eval-images 1000 \
+	--activation tanh --adam-eps 1e-4 --runs-dir experiments/runs/iwae_long \
+	--results-dir experiments/results/long
+experiments-long: setup
+	$(LONG_IWAE) --methods vae --ks 1
+	$(LONG_IWAE) --methods iwae --ks 5,50
+	$(LONG_IWAE) --methods vae --ks 5,50
+	$(LONG_IWAE) --methods vae,iwae --ks 1,5,50

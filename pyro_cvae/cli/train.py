@@ -18,6 +18,7 @@ from ..evaluate import evaluate, semisupervised_metrics
 from ..figures import write_figures
 from ..infer.objectives import OBJECTIVES
 from ..models import LIKELIHOODS, M2, NETS, ModelConfig, build_model, save_safetensors
+from ..nn.nets import ACTIVATIONS
 from ..nn.priors import PRIORS
 from ..train import SemiSupervisedConfig, SemiSupervisedFamily, TrainConfig, fit
 from ._common import add_data_args, int_list, key_value, positive_int, print_metrics
@@ -78,6 +79,14 @@ def add_parser(sub) -> None:
         help="hidden layer widths, comma-separated (default 256,256 / 400)",
     )
     t.add_argument("--net", default="mlp", choices=list(NETS), help="network family (default mlp)")
+    t.add_argument(
+        "--activation", default="relu", choices=list(ACTIVATIONS),
+        help="activation of the hidden layers (default relu; the IWAE paper uses tanh)",
+    )  # fmt: skip
+    t.add_argument(
+        "--adam-eps", type=float, default=1e-8,
+        help="epsilon of Adam (default 1e-8, torch's; the IWAE paper uses 1e-4)",
+    )  # fmt: skip
     t.add_argument(
         "--likelihood",
         default="bernoulli",
@@ -178,7 +187,7 @@ def run(args) -> int:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, objective=args.objective,
         particles=args.particles, beta=args.beta, warmup_epochs=args.warmup_epochs,
         seed=args.seed, device=args.device, keep_checkpoints=args.keep_checkpoints,
-        skip_nonfinite=args.skip_nonfinite,
+        skip_nonfinite=args.skip_nonfinite, adam_eps=args.adam_eps,
     )  # fmt: skip
     if semi:
         if args.unconditional:
@@ -197,6 +206,7 @@ def run(args) -> int:
     model_cfg = ModelConfig.for_data(
         data, unconditional=args.unconditional, latent_dim=args.latent_dim,
         latent_dims=args.latent_dims, hidden_dims=args.hidden, net=args.net,
+        activation=args.activation,
         likelihood=args.likelihood, x_scale=args.x_scale, learn_x_scale=args.learn_x_scale,
         prior=args.prior, prior_options=dict(args.prior_option),
     )  # fmt: skip

@@ -13,7 +13,7 @@ from .._frozen import FrozenConfig
 from .._validate import choice, positive_int
 from ..data import Dataset
 from ..nn.likelihoods import LIKELIHOOD_CLASSES
-from ..nn.nets import NETS
+from ..nn.nets import ACTIVATIONS, NETS
 from ..nn.priors import PRIORS
 
 __all__ = ["ModelConfig", "LIKELIHOODS", "NETS"]
@@ -38,6 +38,7 @@ class ModelConfig(FrozenConfig):
     latent_dim: int = 8
     hidden_dims: tuple[int, ...] = (256, 256)
     net: str = "mlp"
+    activation: str = "relu"  # of the hidden layers: relu, or tanh as in the IWAE paper
     likelihood: str = "bernoulli"
     # Gaussian likelihood only: observation noise scale; learned when learn_x_scale.
     x_scale: float = 0.1
@@ -82,6 +83,7 @@ class ModelConfig(FrozenConfig):
         for h in self.hidden_dims:
             positive_int("each hidden_dims entry", h)
         choice("net", self.net, NETS)
+        choice("activation", self.activation, ACTIVATIONS)
         if self.net == "conv" and shape[1:] != (28, 28):
             raise ValueError(
                 f"net='conv' is built for 28x28 images, got image_shape {shape}; use net='mlp'"

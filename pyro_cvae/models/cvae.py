@@ -65,8 +65,14 @@ class CVAE(PyroModule):
         super().__init__()
         self.config = config
         cw, d = config.cond_width, config.latent_dim
-        self.encoder = make_encoder(config.net, config.image_shape, cw, config.hidden_dims, d)
-        self.decoder = make_decoder(config.net, config.image_shape, cw, config.hidden_dims, d)
+        net, shape, hidden, act = (
+            config.net,
+            config.image_shape,
+            config.hidden_dims,
+            config.activation,
+        )
+        self.encoder = make_encoder(net, shape, cw, hidden, d, act)
+        self.decoder = make_decoder(net, shape, cw, hidden, d, act)
         self.prior = make_prior(config.prior, d, cw, config.prior_options)
         self.prior.bind(self)  # priors that need the model (VampPrior: its encoder)
         self.likelihood = make_likelihood(config.likelihood, config.x_scale, config.learn_x_scale)

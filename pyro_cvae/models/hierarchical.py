@@ -61,10 +61,11 @@ class GaussianLayer(nn.Module):
     An MLP ``d_in + c -> hidden... -> 2 d_out`` (ReLU); scale = softplus + ``MIN_SCALE``.
     """
 
-    def __init__(self, in_dim: int, cond_width: int, hidden_dims, out_dim: int):
+    def __init__(self, in_dim: int, cond_width: int, hidden_dims, out_dim: int,
+                 activation: str = "relu"):  # fmt: skip
         super().__init__()
         self.out_dim = out_dim
-        self.net = MLP([in_dim + cond_width, *hidden_dims, 2 * out_dim])
+        self.net = MLP([in_dim + cond_width, *hidden_dims, 2 * out_dim], activation)
 
     def forward(self, h: torch.Tensor, c: torch.Tensor | None = None):
         loc, raw = self.net(broadcast_cat(h, c)).split(self.out_dim, dim=-1)
@@ -177,11 +178,11 @@ class HierarchicalCVAE(CVAE):
         dims, cw = config.latent_dims, config.cond_width
         # q(z_{l+1} | z_l, c) and p(z_l | z_{l+1}, c): two hidden layers of d_{l+1} units each
         self.q_layers = nn.ModuleList(
-            GaussianLayer(dims[i], cw, (dims[i + 1],) * 2, dims[i + 1])
+            GaussianLayer(dims[i], cw, (dims[i + 1],) * 2, dims[i + 1], config.activation)
             for i in range(len(dims) - 1)
         )
         self.p_layers = nn.ModuleList(
-            GaussianLayer(dims[i + 1], cw, (dims[i + 1],) * 2, dims[i])
+            GaussianLayer(dims[i + 1], cw, (dims[i + 1],) * 2, dims[i], config.activation)
             for i in range(len(dims) - 1)
         )
         self.prior = make_prior(config.prior, dims[-1], cw, config.prior_options)

@@ -25,6 +25,7 @@ __all__ = [
     "make_encoder",
     "make_decoder",
     "NETS",
+    "ACTIVATIONS",
     "MIN_SCALE",
 ]
 
@@ -49,15 +50,22 @@ def broadcast_cat(*tensors: torch.Tensor | None) -> torch.Tensor:
     return torch.cat([t.expand(batch + t.shape[-1:]) for t in parts], dim=-1)
 
 
-class MLP(nn.Sequential):
-    """Linear layers with ``activation`` between them (none after the last)."""
+#: activation name -> module class; ``ModelConfig.activation`` is one of its keys (the IWAE paper
+#: uses tanh, most VAE code ReLU)
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
-    def __init__(self, sizes: list[int], activation: type[nn.Module] = nn.ReLU):
+
+class MLP(nn.Sequential):
+    """Linear layers with ``activation`` (a name of :data:`ACTIVATIONS` or a module class)
+    between them (none after the last)."""
+
+    def __init__(self, sizes: list[int], activation: str | type[nn.Module] = "relu"):
+        act = ACTIVATIONS[activation] if isinstance(activation, str) else activation
         layers: list[nn.Module] = []
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
             layers.append(nn.Linear(a, b))
             if i < len(sizes) - 2:
-                layers.append(activation())
+                layers.append(act())
         super().__init__(*layers)
 
 
@@ -69,11 +77,12 @@ def _loc_scale(h: torch.Tensor, latent_dim: int) -> tuple[torch.Tensor, torch.Te
 class Encoder(nn.Module):
     """q(z | x, c) as an MLP: (..., B, C, H, W), (B, c) -> loc, scale of shape (..., B, D)."""
 
-    def __init__(self, image_shape, cond_width: int, hidden_dims, latent_dim: int):
+    def __init__(self, image_shape, cond_width: int, hidden_dims, latent_dim: int,
+                 activation: str = "relu"):  # fmt: skip
         super().__init__()
         self.x_dim = math.prod(image_shape)
         self.latent_dim = latent_dim
-        self.net = MLP([self.x_dim + cond_width, *hidden_dims, 2 * latent_dim])
+        self.net = MLP([self.x_dim + cond_width, *hidden_dims, 2 * latent_dim], activation)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None):
         h = x.reshape(x.shape[:-3] + (self.x_dim,))  # (..., B, C*H*W)
@@ -83,10 +92,12 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """The parameters of p(x | z, c) as an MLP: (..., B, D), (B, c) -> (..., B, C, H, W)."""
 
-    def __init__(self, image_shape, cond_width: int, hidden_dims, latent_dim: int):
+    def __init__(self, image_shape, cond_width: int, hidden_dims, latent_dim: int,
+                 activation: str = "relu"):  # fmt: skip
         super().__init__()
         self.image_shape = tuple(image_shape)
-        self.net = MLP([latent_dim + cond_width, *reversed(hidden_dims), math.prod(image_shape)])
+        sizes = [latent_dim + cond_width, *reversed(hidden_dims), math.prod(image_shape)]
+        self.net = MLP(sizes, activation)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         out = self.net(broadcast_cat(z, c))
@@ -96,16 +107,18 @@ class Decoder(nn.Module):
 class ConvEncoder(nn.Module):
     """Two strided convolutions (28 -> 14 -> 7), then an MLP head that sees the condition."""
 
-    def __init__(self, image_shape, cond_width: int, hidden_dims, latent_dim: int):
+    def __init__(self, image_shape, cond_width: int, hidden_dims, latent_dim: int,
+                 activation: str = "relu"):  # fmt: skip
         super().__init__()
+        act = ACTIVATIONS[activation]
         c = image_shape[0]
         self.latent_dim = latent_dim
         self.conv = nn.Sequential(
-            nn.Conv2d(c, 32, 4, 2, 1), nn.ReLU(), nn.Conv2d(32, 64, 4, 2, 1), nn.ReLU()
+            nn.Conv2d(c, 32, 4, 2, 1), act(), nn.Conv2d(32, 64, 4, 2, 1), act()
         )
         self.head = nn.Sequential(
             nn.Linear(64 * 7 * 7 + cond_width, hidden_dims[0]),
-            nn.ReLU(),
+            act(),
             nn.Linear(hidden_dims[0], 2 * latent_dim),
         )
 
@@ -118,18 +131,20 @@ class ConvEncoder(nn.Module):
 class ConvDecoder(nn.Module):
     """An MLP from (z, c) to a 64x7x7 map, then two transposed convolutions to 28x28."""
 
-    def __init__(self, image_shape, cond_width: int, hidden_dims, latent_dim: int):
+    def __init__(self, image_shape, cond_width: int, hidden_dims, latent_dim: int,
+                 activation: str = "relu"):  # fmt: skip
         super().__init__()
+        act = ACTIVATIONS[activation]
         self.image_shape = tuple(image_shape)
         self.fc = nn.Sequential(
             nn.Linear(latent_dim + cond_width, hidden_dims[0]),
-            nn.ReLU(),
+            act(),
             nn.Linear(hidden_dims[0], 64 * 7 * 7),
-            nn.ReLU(),
+            act(),
         )
         self.deconv = nn.Sequential(
             nn.ConvTranspose2d(64, 32, 4, 2, 1),
-            nn.ReLU(),
+            act(),
             nn.ConvTranspose2d(32, image_shape[0], 4, 2, 1),
         )
 
@@ -159,11 +174,13 @@ NETS: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
 }
 
 
-def make_encoder(net: str, image_shape, cond_width, hidden_dims, latent_dim) -> nn.Module:
+def make_encoder(net: str, image_shape, cond_width, hidden_dims, latent_dim,
+                 activation: str = "relu") -> nn.Module:  # fmt: skip
     """Build the encoder of the network family ``net`` (a key of :data:`NETS`)."""
-    return NETS[net][0](image_shape, cond_width, hidden_dims, latent_dim)
+    return NETS[net][0](image_shape, cond_width, hidden_dims, latent_dim, activation)
 
 
-def make_decoder(net: str, image_shape, cond_width, hidden_dims, latent_dim) -> nn.Module:
+def make_decoder(net: str, image_shape, cond_width, hidden_dims, latent_dim,
+                 activation: str = "relu") -> nn.Module:  # fmt: skip
     """Build the decoder of the network family ``net`` (a key of :data:`NETS`)."""
-    return NETS[net][1](image_shape, cond_width, hidden_dims, latent_dim)
+    return NETS[net][1](image_shape, cond_width, hidden_dims, latent_dim, activation)

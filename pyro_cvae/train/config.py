@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._frozen import FrozenConfig
-from .._validate import DEVICES, choice, positive_int, renyi_alpha
+from .._validate import DEVICES, choice, positive_int, positive_number, renyi_alpha
 from ..infer.objectives import IMPORTANCE_WEIGHTED, OBJECTIVES
 from ..infer.semisupervised import SEMI_SUPERVISED_OBJECTIVES
 from ..models.config import ModelConfig
@@ -37,6 +37,7 @@ class TrainConfig(FrozenConfig):
     keep_checkpoints: int = 3
     skip_nonfinite: bool = False  # skip a batch with a non-finite loss instead of stopping
     validate_every: int = 1  # epochs between validation bounds (0: never)
+    adam_eps: float = 1e-8  # Adam's epsilon (torch's default; the IWAE paper uses 1e-4)
 
     def __post_init__(self) -> None:
         positive_int("epochs", self.epochs, "Train for at least one epoch, e.g. --epochs 10.")
@@ -54,6 +55,7 @@ class TrainConfig(FrozenConfig):
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
         choice("device", self.device, DEVICES)
         positive_int("keep_checkpoints", self.keep_checkpoints)
+        positive_number("adam_eps", self.adam_eps, "e.g. 1e-8 (torch) or 1e-4 (IWAE paper)")
         if self.validate_every < 0:
             raise ValueError(f"validate_every must be >= 0, got {self.validate_every}")
         if self.objective in IMPORTANCE_WEIGHTED and (self.beta != 1.0 or self.warmup_epochs):

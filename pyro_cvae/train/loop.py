@@ -169,7 +169,7 @@ def fit(
     family.setup(data, config)
     objective = family.objective(config)
     model_fn, guide_fn = family.fns(model)
-    optimizer = make_adam(model.parameters(), config.lr)
+    optimizer = make_adam(model.parameters(), config.lr, config.adam_eps)
 
     history = History()
     start_epoch, start_step, run_state = 0, 0, {"loss_sum": 0.0, "n_seen": 0}
