@@ -2,7 +2,6 @@
 
 import importlib.util
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -37,11 +36,9 @@ def test_help(capsys):
 
 
 def test_tiny_run_writes_every_result(tmp_path):
-    t0 = time.perf_counter()
     results = _load().main(
         ["--tiny", "--quiet", "--out", str(tmp_path / "res"), "--run-dir", str(tmp_path / "runs")]
     )
-    assert time.perf_counter() - t0 < 25
     out = tmp_path / "res"
     for name in ("semi_supervised.md", "semi_supervised.json", "semi_supervised_error.png",
                  "semi_supervised_analogies.png"):  # fmt: skip
