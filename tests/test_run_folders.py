@@ -118,3 +118,144 @@ def test_sample_on_a_truncated_run_in_a_subprocess(run):
                        capture_output=True, text=True, timeout=300)  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "truncated or corrupted" in r.stderr and "Traceback" not in r.stderr
+
+
+# ---------------------------------------------------------------- 2. the run folder's life cycle
+
+
+def test_train_refuses_a_folder_with_files_but_no_run(tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "metrics.csv").write_text("my own numbers\n")
+    assert main(["train", "--out", str(mine), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "holds files but no run" in err and "Traceback" not in err and len(err.splitlines()) == 1
+    assert (mine / "metrics.csv").read_text() == "my own numbers\n"
+
+
+def test_train_refuses_an_existing_file_in_one_line(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    r = subprocess.run([sys.executable, "-m", "pyro_cvae", "train", "--out", str(afile), *TINY],
+                       capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "is an existing file, not a folder" in r.stderr and len(r.stderr.splitlines()) == 1
+    assert afile.read_text() == "x"
+
+
+def test_train_out_with_a_trailing_slash_is_a_folder(tmp_path):
+    assert main(["train", "--out", str(tmp_path / "outfolder") + "/", "--eval-samples", "0",
+                 *TINY[:-2]]) == 0  # fmt: skip
+    assert (tmp_path / "outfolder" / "model.safetensors").is_file()
+    assert not (tmp_path / "outfolder.png").exists()
+
+
+def test_a_run_without_checkpoints_is_still_a_run(run, capsys):
+    for p in list_checkpoints(run):
+        p.unlink()
+    assert main(["train", "--out", str(run), *TINY]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+
+
+def test_overwrite_removes_the_previous_runs_files(run):
+    for name in ("transfer.png", "scores.csv", "scores.png", "nonfinite.json", "sample-2.png",
+                 "evaluation.json", "analogies.png"):  # fmt: skip
+        (run / name).write_text("old")
+    (run / "notes.txt").write_text("mine")
+    assert main(["train", "--out", str(run), "--overwrite", *TINY[:-2], "--eval-samples",
+                 "0"]) == 0  # fmt: skip
+    left = {p.name for p in run.iterdir()}
+    assert not left & {
+        "metrics.json",
+        "transfer.png",
+        "scores.csv",
+        "scores.png",
+        "nonfinite.json",
+        "sample-2.png",
+        "evaluation.json",
+        "analogies.png",
+    }
+    assert "notes.txt" in left and "model.safetensors" in left  # not the run's: kept
+
+
+def test_reading_commands_never_replace_the_training_outputs(run, tmp_path):
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    r = str(run)
+    assert main(["sample", "--run", r, "-n", "2"]) == 0
+    assert main(["sample", "--run", r, "-n", "2"]) == 0
+    assert main(["reconstruct", "--run", r, "-n", "2"]) == 0
+    assert main(["evaluate", "--run", r, "-k", "2", "--num-images", "4", "--quiet"]) == 0
+    assert main(["interpolate", "--run", r, "--steps", "3"]) == 0
+    assert main(["interpolate", "--run", r, "--steps", "3"]) == 0
+    assert main(["transfer", "--run", r, "-n", "2"]) == 0
+    assert main(["score", "--run", r, "-n", "3", "-k", "2"]) == 0
+    after = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    assert all(after[name] == data for name, data in before.items())
+    new = set(after) - set(before)
+    assert new == {"sample.png", "sample-2.png", "reconstruction.png", "evaluation.json",
+                   "interpolation.png", "interpolation-2.png", "transfer.png", "scores.csv",
+                   "scores.png"}  # fmt: skip
+    assert "train_seconds" in json.loads((run / "metrics.json").read_text())
+    # --out says where: a file, or a folder (existing, or named with a trailing slash)
+    assert main(["sample", "--run", r, "-n", "2", "--out", str(tmp_path / "s.png")]) == 0
+    assert (tmp_path / "s.png").is_file()
+    assert main(["sample", "--run", r, "-n", "2", "--out", str(tmp_path / "pics") + "/"]) == 0
+    assert (tmp_path / "pics" / "sample.png").is_file()
+    assert main(["evaluate", "--run", r, "-k", "2", "--num-images", "4", "--quiet", "--out",
+                 str(tmp_path / "pics")]) == 0  # fmt: skip
+    assert (tmp_path / "pics" / "evaluation.json").is_file()
+
+
+def test_out_in_a_missing_folder_is_refused(run, tmp_path, capsys):
+    missing = tmp_path / "missing" / "x.png"
+    assert main(["sample", "--run", str(run), "-n", "2", "--out", str(missing)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not missing.parent.exists()
+
+
+# ---------------------------------------------------------------- 4. resume
+
+
+def _tiny(**kw):
+    torch.manual_seed(0)
+    return pc.CVAE(image_shape=(1, 8, 8), num_classes=10, latent_dim=2, hidden_dims=(8,), **kw)
+
+
+@pytest.fixture
+def small_data():
+    return pc.load_dataset("digits", binarize="dynamic").subset(100, 50)
+
+
+def test_resume_names_each_changed_setting_with_old_and_new_value(small_data, tmp_path):
+    kw = dict(batch_size=50, out=tmp_path, progress=False)
+    pc.fit(_tiny(), small_data, epochs=1, **kw)
+    with pytest.raises(pc.CheckpointError, match=r"lr: 0\.001 -> 0\.1") as e:
+        pc.fit(_tiny(), small_data, epochs=2, lr=0.1, resume=True, **kw)
+    assert "TrainConfig(" not in str(e.value)
+    with pytest.raises(pc.CheckpointError, match=r"latent_dim: 2 -> 4"):
+        torch.manual_seed(0)
+        model = pc.CVAE(image_shape=(1, 8, 8), num_classes=10, latent_dim=4, hidden_dims=(8,))
+        pc.fit(model, small_data, epochs=2, resume=True, **kw)
+
+
+def test_resume_with_fewer_epochs_is_an_error_and_more_continue(small_data, tmp_path, capsys):
+    kw = dict(batch_size=50, out=tmp_path, progress=False)
+    pc.fit(_tiny(), small_data, epochs=2, **kw)
+    with pytest.raises(pc.CheckpointError, match="epochs=1 is fewer than the 2 epochs"):
+        pc.fit(_tiny(), small_data, epochs=1, resume=True, **kw)
+    history = pc.fit(_tiny(), small_data, epochs=3, resume=True, **kw)
+    assert history.column("epoch") == [1, 2, 3]
+
+
+def test_cli_resume_with_fewer_epochs_exits_2(trained, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    argv = ["train", "--out", str(run), "--resume", *TINY]
+    argv[argv.index("--epochs") + 1] = "1"
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "fewer than the 2 epochs" in err and len(err.splitlines()) == 1
+    argv[argv.index("--epochs") + 1] = "2"
+    argv[argv.index("--latent-dim") + 1] = "4"
+    assert main(argv) == 2
+    assert "latent_dim: 3 -> 4" in capsys.readouterr().err

@@ -112,7 +112,11 @@ def add_run_args(p: argparse.ArgumentParser, default_png: str) -> None:
     """The flags of the commands that read a trained run and write one picture."""
     p.add_argument("--run", required=True, help="run folder or checkpoint file")
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="(test)")
-    p.add_argument("--out", default=None, help=f"PNG path (default: <run>/{default_png})")
+    p.add_argument(
+        "--out",
+        default=None,
+        help=f"PNG path or folder (default: <run>/{default_png}, numbered when taken)",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
     p.add_argument("--data-dir", default=None, help="data folder, as for train")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pyro
 
@@ -11,10 +10,10 @@ from .._validate import resolve_device
 from ..data import load_run_data
 from ..evaluate import DEFAULT_MAX_FLOATS, evaluate
 from ..models import load
+from ..train import output_path
 from ._common import (
     positive_int,
     print_metrics,
-    run_folder,
 )
 
 __all__ = ["add_parser", "run"]
@@ -55,7 +54,11 @@ def add_parser(sub) -> None:
         default=DEFAULT_MAX_FLOATS,
         help="floats of decoder output per chunk: bounds memory (default 2^22, 16 MiB)",
     )
-    e.add_argument("--out", default=None, help="JSON path (default: <run>/metrics.json)")
+    e.add_argument(
+        "--out",
+        default=None,
+        help="JSON path or folder (default: <run>/evaluation.json, numbered when taken)",
+    )
     e.add_argument("--seed", type=int, default=0, help="random seed (0)")
     e.add_argument("--data-dir", default=None, help="data folder, as for train")
     e.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="(cpu)")
@@ -71,7 +74,7 @@ def run(args) -> int:
                        classify_samples=args.classify_samples, progress=not args.quiet,
                        num_images=args.num_images, max_floats=args.max_floats)  # fmt: skip
     metrics["checkpoint"] = model.loaded_from
-    out = Path(args.out) if args.out else run_folder(args.run) / "metrics.json"
+    out = output_path(args.run, "evaluation.json", args.out)
     out.write_text(json.dumps(metrics, indent=2))
     print(f"{args.split} metrics (nats per image), K={args.num_samples}:")
     print_metrics(metrics)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pyro
 import torch
@@ -16,6 +14,7 @@ from ..applications import (
 )
 from ..data import load_run_data
 from ..models import load
+from ..train import output_path
 from ._common import (
     add_run_args,
     attribute_conditions,
@@ -107,7 +106,7 @@ def run(args) -> int:
         )
         strip = torch.cat([x0[None], images, x1[None]])
         title = f"image {args.images[0]} | {args.method} interpolation | image {args.images[1]}"
-    out = Path(args.out) if args.out else folder / "interpolation.png"
+    out = output_path(args.run, "interpolation.png", args.out)
     plots.image_strip(strip, title=title, path=out)
     print(f"wrote {out} ({args.steps} steps)")
     if args.npz:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from .. import plots
 from ..data import load_run_data
 from ..models import load
+from ..train import output_path
 from ._common import (
     positive_int,
-    run_folder,
 )
 
 __all__ = ["add_parser", "run"]
@@ -24,7 +22,11 @@ def add_parser(sub) -> None:
     r.add_argument("--run", required=True, help="run folder or checkpoint file")
     r.add_argument("-n", "--num", type=positive_int, default=10, help="images (10)")
     r.add_argument("--split", default="test", choices=["train", "val", "test"], help="(test)")
-    r.add_argument("--out", default=None, help="PNG path (default: <run>/reconstructions.png)")
+    r.add_argument(
+        "--out",
+        default=None,
+        help="PNG path or folder (default: <run>/reconstruction.png, numbered when taken)",
+    )
     r.add_argument("--data-dir", default=None, help="data folder, as for train")
 
 
@@ -34,7 +36,7 @@ def run(args) -> int:
     split = data.eval_split(args.split)
     n = min(args.num, len(split))
     y = split.y[:n] if model.config.cond_width else None
-    out = Path(args.out) if args.out else run_folder(args.run) / "reconstructions.png"
+    out = output_path(args.run, "reconstruction.png", args.out)
     plots.reconstructions(split.x[:n], model.reconstruct(split.x[:n], y), n=n, path=out)
     print(f"wrote {out}")
     return 0

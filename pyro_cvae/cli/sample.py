@@ -10,6 +10,7 @@ import torch
 
 from .. import plots
 from ..models import load
+from ..train import output_path
 from ._common import (
     attribute_conditions,
     need_conditions,
@@ -50,7 +51,11 @@ def add_parser(sub) -> None:
         help="draw pixels from p(x | z, y) instead of showing its mean",
     )
     s.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    s.add_argument("--out", default=None, help="PNG path (default: <run>/samples.png)")
+    s.add_argument(
+        "--out",
+        default=None,
+        help="PNG path or folder (default: <run>/sample.png, numbered when taken)",
+    )
     s.add_argument(
         "--npz",
         default=None,
@@ -83,7 +88,7 @@ def run(args) -> int:
         ]
         y = torch.tensor([-1])
         names = None
-    out = Path(args.out) if args.out else folder / "samples.png"
+    out = output_path(args.run, "sample.png", args.out)
     plots.samples_grid(images, names, title="samples", path=out)
     print(f"wrote {out}")
     if args.npz:
@@ -105,7 +110,7 @@ def _sample_conditions(args, model, folder: Path) -> int:
     need_conditions(model, folder, args.condition)
     c, names = attribute_conditions(model, folder, args.condition)
     images = model.sample(c, args.num, mean=not args.draw, temperature=args.temperature)
-    out = Path(args.out) if args.out else folder / "samples.png"
+    out = output_path(args.run, "sample.png", args.out)
     plots.samples_grid(images, names, title="samples", path=out)  # (M, n, C, H, W)
     print(f"wrote {out}")
     if args.npz:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import pyro
 
@@ -13,10 +12,10 @@ from ..applications import (
 )
 from ..data import load_run_data
 from ..models import load
+from ..train import output_path
 from ._common import (
     images_from_npz,
     positive_int,
-    run_folder,
 )
 
 __all__ = ["add_parser", "run"]
@@ -46,7 +45,11 @@ def add_parser(sub) -> None:
         "--given-label", action="store_true",
         help="score -log p(x | y) with each image's own label instead of the marginal",
     )  # fmt: skip
-    sc.add_argument("--out", default=None, help="CSV path (default: <run>/scores.csv)")
+    sc.add_argument(
+        "--out",
+        default=None,
+        help="CSV path or folder (default: <run>/scores.csv, numbered when taken)",
+    )
     sc.add_argument("--seed", type=int, default=0, help="random seed (0)")
     sc.add_argument("--data-dir", default=None, help="data folder, as for train")
 
@@ -54,7 +57,6 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     model = load(args.run)
     pyro.set_rng_seed(args.seed)
-    folder = run_folder(args.run)
     cfg = model.config
     if args.images:
         x, y = images_from_npz(args.images, model)
@@ -72,8 +74,7 @@ def run(args) -> int:
     if not cfg.cond_width and args.given_label:
         raise ValueError("this model is unconditional; drop --given-label")
     scores = anomaly_scores(model, x, y if use_y else None, args.num_samples)
-    out = Path(args.out) if args.out else folder / "scores.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = output_path(args.run, "scores.csv", args.out)
     label_col = [int(v) for v in y] if y is not None and y.dim() == 1 else [""] * len(scores)
     with open(out, "w", newline="") as f:
         w = csv.writer(f)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pyro
 import torch
@@ -14,6 +12,7 @@ from ..applications import (
 )
 from ..data import load_run_data
 from ..models import load
+from ..train import output_path
 from ._common import (
     add_run_args,
     attribute_conditions,
@@ -72,7 +71,7 @@ def run(args) -> int:
         labels = torch.tensor(chosen)
         names = [data.class_names[v] for v in chosen]
     result = transfer(model, x, y, labels)
-    out = Path(args.out) if args.out else folder / "transfer.png"
+    out = output_path(args.run, "transfer.png", args.out)
     plots.transfer_grid(x, result.images, names, path=out)
     print(f"wrote {out} ({x.shape[0]} images x {len(names)} labels)")
     if args.npz:

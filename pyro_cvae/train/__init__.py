@@ -18,7 +18,7 @@ from .families import (
 )
 from .loop import History, fit, kl_weight
 from .quadrants import train_quadrants
-from .run_folder import CheckpointWriteError, RunFolderError
+from .run_folder import READER_OUTPUTS, RUN_FILES, CheckpointWriteError, RunFolderError, output_path
 from .semisupervised import fit_semisupervised
 
 __all__ = [
@@ -28,6 +28,8 @@ __all__ = [
     "ConditionalFamily",
     "Family",
     "History",
+    "READER_OUTPUTS",
+    "RUN_FILES",
     "RunFolderError",
     "SemiSupervisedConfig",
     "SemiSupervisedFamily",
@@ -39,6 +41,7 @@ __all__ = [
     "fit_semisupervised",
     "kl_weight",
     "labelled_mask",
+    "output_path",
     "train_classifier",
     "train_quadrants",
 ]

@@ -2,22 +2,30 @@
 
 A run folder holds ``checkpoint_NNNNNN.pt`` files (the newest ``keep_checkpoints``), ``config.json``
 (model, training and data settings), ``metrics.csv`` (one row per epoch) and, after a non-finite
-loss, ``nonfinite.json``. Only :func:`pyro_cvae.fit` writes them, through this module.
+loss, ``nonfinite.json``. Only :func:`pyro_cvae.fit` writes them, through this module;
+``pyro-cvae train`` adds ``model.pt``, ``model.safetensors``, ``metrics.json`` and the figures
+(:data:`RUN_FILES`). Commands that read a run write under names of their own
+(:func:`output_path`), never over these.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 import torch
 
-from ..checkpoint import CheckpointError, list_checkpoints, save_checkpoint
+from ..checkpoint import CheckpointError, list_checkpoints, run_folder_of, save_checkpoint
 
 __all__ = [
     "RunFolderError",
     "CheckpointWriteError",
+    "RUN_FILES",
+    "READER_OUTPUTS",
     "prepare_out",
+    "output_path",
     "write_checkpoint",
     "verify_resumable",
     "rng_state",
@@ -35,21 +43,109 @@ class CheckpointWriteError(OSError):
     """A checkpoint could not be written (disk full, permissions); earlier ones are intact."""
 
 
+#: what training writes into a run folder (besides its checkpoints); ``--overwrite`` removes them
+RUN_FILES = (
+    "config.json", "metrics.csv", "metrics.json", "nonfinite.json", "model.pt",
+    "model.safetensors", "attributes.json", "samples.png", "reconstructions.png", "latent.png",
+    "curves.png", "analogies.png",
+)  # fmt: skip
+
+#: default names of what the commands that read a run write into it (numbered when taken:
+#: ``sample-2.png``); ``--overwrite`` removes these too, they belong to the previous run
+READER_OUTPUTS = (
+    "sample.png", "reconstruction.png", "evaluation.json", "interpolation.png", "transfer.png",
+    "scores.csv", "scores.png",
+)  # fmt: skip
+
+
+def _is_reader_output(name: str) -> bool:
+    for default in READER_OUTPUTS:
+        stem, dot, ext = default.rpartition(".")
+        if re.fullmatch(rf"{re.escape(stem)}(-\d+)?\.{re.escape(ext)}", name):
+            return True
+    return False
+
+
+def _holds_run(out: Path) -> bool:
+    return bool(list_checkpoints(out)) or any(
+        (out / n).is_file() for n in ("config.json", "model.pt")
+    )
+
+
 def prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to train into a folder holding another run unless ``resume`` or ``overwrite``;
-    with ``overwrite`` remove that run's checkpoints and metrics first."""
+    """Make ``out`` ready for a run that training owns.
+
+    Refused (:class:`RunFolderError`): ``out`` is an existing file; it holds another run, unless
+    ``resume`` or ``overwrite``; it holds files but no run, unless ``overwrite``. ``overwrite``
+    removes the previous run's checkpoints, :data:`RUN_FILES` and :data:`READER_OUTPUTS` (no
+    other file); ``resume`` removes a stale ``nonfinite.json``.
+    """
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"{out} is an existing file, not a folder; choose another out folder")
     existing = list_checkpoints(out)
-    if existing and not (resume or overwrite):
-        raise RunFolderError(
-            f"{out} already holds a run ({len(existing)} checkpoint(s)); pass --resume to "
-            "continue it, --overwrite to replace it, or choose another --out"
-        )
-    if overwrite and not resume:
+    if out.is_dir() and not (resume or overwrite):
+        if _holds_run(out):
+            what = f"{len(existing)} checkpoint(s)" if existing else "config.json / model.pt"
+            raise RunFolderError(
+                f"{out} already holds a run ({what}); pass --resume to continue it, "
+                "--overwrite to replace it, or choose another --out"
+            )
+        others = sorted(p.name for p in out.iterdir())
+        if others:
+            shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+            raise RunFolderError(
+                f"{out} holds files but no run ({shown}); choose a new or empty folder, or pass "
+                "--overwrite to write the run into it (only the run's own files are replaced)"
+            )
+    if overwrite and not resume and out.is_dir():
         for p in existing:
             p.unlink()
-        for name in ("metrics.csv", "nonfinite.json"):
-            (out / name).unlink(missing_ok=True)
+        for p in out.iterdir():
+            if p.is_file() and (p.name in RUN_FILES or _is_reader_output(p.name)):
+                p.unlink()
+    if resume:
+        (out / "nonfinite.json").unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
+
+
+def _fresh(path: Path) -> Path:
+    """``path``, or ``stem-2.ext``, ``stem-3.ext``, ... when taken."""
+    n = 2
+    candidate = path
+    while candidate.exists():
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+        n += 1
+    return candidate
+
+
+def output_path(run: str | Path, default_name: str, out: str | Path | None = None) -> Path:
+    """Where a command that reads ``run`` writes its output.
+
+    ``out`` given: that file (replaced when it exists), or, when it is a folder (an existing
+    one, or a path ending in ``/``), ``default_name`` in it. No ``out``: ``default_name`` in
+    the run folder. A default name that is taken is numbered (``sample-2.png``), so the training
+    outputs (:data:`RUN_FILES`) and earlier outputs are never replaced.
+
+    Raises:
+        FileNotFoundError: the folder ``out`` names does not exist.
+    """
+    if out is None:
+        return _fresh(run_folder_of(run) / default_name)
+    text = str(out)
+    path = Path(out)
+    if text.endswith(("/", os.sep)) or path.is_dir():
+        if not path.is_dir():
+            if not path.parent.is_dir():
+                raise FileNotFoundError(
+                    f"cannot write into {text}: its parent folder {path.parent} does not exist"
+                )
+            path.mkdir()
+        return _fresh(path / default_name)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(
+            f"cannot write {path}: the folder {path.parent} does not exist; create it first"
+        )
+    return path
 
 
 def write_checkpoint(out: Path, progress_id: int, payload: dict, keep: int) -> Path:
@@ -73,22 +169,48 @@ def write_checkpoint(out: Path, progress_id: int, payload: dict, keep: int) -> P
     return target
 
 
+def _changes(saved: dict, now: dict, skip=("__class__",)) -> list[str]:
+    """``name: old -> new`` for every field that differs between two config dicts."""
+    out = []
+    for k in dict.fromkeys([*saved, *now]):
+        if k in skip:
+            continue
+        old, new = saved.get(k, "(unset)"), now.get(k, "(unset)")
+        if isinstance(old, list):
+            old = tuple(old)
+        if isinstance(new, list):
+            new = tuple(new)
+        if old != new:
+            out.append(f"{k}: {old!r} -> {new!r}")
+    return out
+
+
 def verify_resumable(path, ckpt: dict, model, config) -> None:
-    """Refuse to resume a checkpoint of another model configuration or other settings.
+    """Refuse to resume a checkpoint of another model configuration or other settings, naming
+    each setting that changed with its old and new value; refuse fewer epochs than done.
 
     ``config``'s own class reads the saved settings, so subclasses of ``TrainConfig``
     (semi-supervised training) are compared field by field too; only ``epochs`` may change.
     """
-    if ckpt.get("model_config") != model.config.to_dict():
+    saved_model = ckpt.get("model_config") or {}
+    changed = _changes(saved_model, model.config.to_dict())
+    if changed:
         raise CheckpointError(
-            f"{path} was written by a model with another configuration; resume with the "
-            "same model settings or train into a new --out folder"
+            f"{path} was written by a model with another configuration ({'; '.join(changed)}); "
+            "resume with the same model settings or train into a new out folder"
         )
     saved_cfg = type(config).from_dict(ckpt["train_config"])
-    if saved_cfg.replace(epochs=config.epochs) != config:
+    changed = _changes(saved_cfg.to_dict(), config.to_dict(), skip=("__class__", "epochs"))
+    if changed:
         raise CheckpointError(
-            f"{path} was trained with other settings ({saved_cfg}); resume with the same "
-            "settings (only --epochs may change) or train into a new --out folder"
+            f"{path} was trained with other settings ({'; '.join(changed)}); resume with the "
+            "same settings (only epochs may change) or train into a new out folder"
+        )
+    done = int(ckpt["epoch"])
+    if config.epochs < done:
+        raise CheckpointError(
+            f"epochs={config.epochs} is fewer than the {done} epochs {path.parent} has already "
+            f"trained; pass epochs >= {done} to continue it (epochs={done} changes nothing)"
         )
 
 
