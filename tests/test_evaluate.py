@@ -2,6 +2,7 @@
 the marginal likelihood and generative classifier, bits per dimension, bad input."""
 
 import math
+from types import SimpleNamespace
 
 import pyro
 import pytest
@@ -12,12 +13,14 @@ import pyro_cvae
 from pyro_cvae.evaluate import (
     active_units,
     bits_per_dim,
+    control_score,
     elbo_per_image,
     generative_classify,
     log_likelihood,
     log_marginal,
     log_weights,
 )
+from pyro_cvae.train import train_classifier
 
 
 @pytest.fixture(scope="module")
@@ -207,3 +210,40 @@ class TestBitsPerDim:
         assert m["num_images"] == 20
         with pytest.raises(ValueError, match="num_images must be a positive integer"):
             pyro_cvae.evaluate(trained, digits, num_samples=5, control=False, num_images=0)
+
+
+class _Oracle:
+    """A stand-in "model" whose ``sample(labels, n)`` returns real test images of each label
+    (of label + ``shift`` mod 10 when ``shift`` is set)."""
+
+    def __init__(self, split, shift=0):
+        self.config = SimpleNamespace(num_classes=10)
+        self.device = torch.device("cpu")
+        self.split, self.shift = split, shift
+
+    def sample(self, labels, n):
+        return torch.stack(
+            [self.split.x[self.split.y == (c + self.shift) % 10][:n] for c in labels.tolist()]
+        )
+
+
+class TestControlScore:
+    def test_real_images_score_the_judges_accuracy_and_wrong_labels_zero(self, digits):
+        judge = train_classifier(digits)
+        test = digits.test  # the images the judge's accuracy is measured on
+        real = control_score(_Oracle(test), digits, num_per_class=25, classifier=judge)
+        with torch.no_grad():  # brute force: the judge's hits on the same 25 images per class
+            hits = [
+                (judge(test.x[test.y == c][:25]).argmax(-1) == c).float().mean().item()
+                for c in range(10)
+            ]
+        assert real["per_class"] == pytest.approx(hits)
+        assert real["classifier_test_accuracy"] > 0.85
+        assert real["control_score"] == pytest.approx(real["classifier_test_accuracy"], abs=0.06)
+        shifted = control_score(_Oracle(test, 1), digits, num_per_class=25, classifier=judge)
+        assert shifted["control_score"] < 0.03
+
+    def test_unconditional_model_refused(self, digits):
+        vae = pyro_cvae.CVAE(image_shape=(1, 8, 8), num_classes=0, latent_dim=2, hidden_dims=(8,))
+        with pytest.raises(ValueError, match="label-conditioned"):
+            control_score(vae, digits)

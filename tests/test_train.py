@@ -89,8 +89,14 @@ def test_resume_skips_a_corrupted_latest_checkpoint(digits_small, tmp_path):
     pc.fit(_model(), digits_small, out=tmp_path, **kw)
     latest = list_checkpoints(tmp_path)[-1]
     latest.write_bytes(latest.read_bytes()[:1000])  # a torn write
-    h = pc.fit(_model(), digits_small, out=tmp_path, resume=True, **{**kw, "epochs": 3})
+    resumed = _model()
+    h = pc.fit(resumed, digits_small, out=tmp_path, resume=True, **{**kw, "epochs": 3})
     assert len(h) == 3  # resumed from epoch 1's checkpoint, trained epochs 2 and 3
+    # the same run as three epochs in one go: not a silent restart from scratch
+    straight = _model()
+    h3 = pc.fit(straight, digits_small, **{**kw, "epochs": 3})
+    assert h.column("train_loss") == h3.column("train_loss")
+    assert all(torch.equal(v, straight.state_dict()[k]) for k, v in resumed.state_dict().items())
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(digits_small, tmp_path):
@@ -180,6 +186,8 @@ def test_every_objective_trains(digits_small, objective):
     h = pc.fit(model, digits_small.subset(128, 32), epochs=2, batch_size=64, objective=objective,
                particles=3, progress=False)  # fmt: skip
     assert all(torch.isfinite(torch.tensor(h.column("train_loss"))))
+    assert h.column("train_loss")[1] < h.column("train_loss")[0]  # it learns
+    assert not torch.equal(model.decoder.net[-1].weight, _model().decoder.net[-1].weight)
 
 
 class _SqrtAtZero:
