@@ -166,15 +166,26 @@ class CVAE(PyroModule):
 
     # ------------------------------------------------------------------ public helpers
 
+    def _as_images(self, x: torch.Tensor) -> torch.Tensor:
+        """Floating-point images in the model's dtype and on its device (float64 -> float32);
+        other inputs are left for :meth:`check_inputs` to refuse with a message."""
+        if isinstance(x, torch.Tensor) and x.is_floating_point():
+            return x.to(device=self.device, dtype=self._dtype())
+        return x
+
     @torch.no_grad()
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None):
-        """Posterior mean and scale of q(z | x, y), each of shape (N, latent_dim)."""
+        """Posterior mean and scale of q(z | x, y), each of shape (N, latent_dim).
+
+        Floating-point images of another dtype (e.g. float64) are converted to the model's."""
+        x = self._as_images(x)
         self.check_inputs(x, y)
         return self.encoder(x, self.condition(y, x.shape[0]))
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None, *, mean: bool = True):
         """Images from latents: the mean of p(x | z, y) or (``mean=False``) a draw from it."""
+        z = self._as_images(z)
         c = self.condition(y, z.shape[-2]) if y is not None else self.condition(None, 0)
         out = self.decoder(z, c)
         return self.likelihood.mean(out) if mean else self.likelihood.dist(out).sample()
@@ -186,38 +197,74 @@ class CVAE(PyroModule):
         return self.decode(loc, y, mean=mean)
 
     def _as_condition(self, y) -> torch.Tensor | None:
-        if y is None:
-            return None
+        """The conditions ``y`` as a batch: (M,) labels or (M, d) vectors (None stays None)."""
+        return self._conditions_and_single(y)[0]
+
+    def _conditions_and_single(self, y) -> tuple[torch.Tensor | None, bool]:
+        """The conditions :meth:`sample` was given as a batch (M labels, or (M, d) vectors), and
+        whether it was one condition (one label, or one vector of width d)."""
         cfg = self.config
-        y = torch.as_tensor(y, device=self.device)
+        if y is None:
+            return None, True
+        if isinstance(y, (str, bytes)) or not (
+            isinstance(y, (int, float, torch.Tensor)) or hasattr(y, "__len__")
+        ):
+            raise TypeError(
+                "y must be a label (int), a list or tensor of labels, or condition vectors; "
+                f"got {type(y).__name__} {y!r}"
+            )
+        if not cfg.cond_width:
+            raise ValueError(
+                f"this model has no condition (num_classes=0, condition_dim=0) but got y={y!r}; "
+                "call sample(None, num_samples) or sample(num_samples=...)"
+            )
+        try:
+            t = torch.as_tensor(y, device=self.device)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise TypeError(f"y could not be read as a tensor of conditions: {e}") from None
         if cfg.num_classes:
-            y = y.reshape(-1)
-            check_labels(y.long() if not y.dtype.is_floating_point else y, cfg.num_classes)
-            return y.long()
-        return y.reshape(-1, cfg.condition_dim).to(self._dtype())
+            if t.dim() > 1:
+                raise ValueError(
+                    f"labels must be one label or a 1-D list of M labels, got shape "
+                    f"{tuple(t.shape)}"
+                )
+            single = t.dim() == 0
+            t = t.reshape(-1)
+            check_labels(t if t.dtype.is_floating_point else t.long(), cfg.num_classes)
+            return t.long(), single
+        d = cfg.condition_dim
+        if t.dim() not in (1, 2) or t.shape[-1] != d:
+            raise ValueError(
+                f"this model is conditioned on vectors of width {d}: pass one condition of shape "
+                f"({d},) or M conditions of shape (M, {d}), got "
+                + (f"{y!r}" if t.dim() == 0 else f"shape {tuple(t.shape)}")
+            )
+        if not t.is_floating_point() and t.dtype != torch.bool:
+            t = t.float()
+        return t.reshape(-1, d).to(self._dtype()), t.dim() == 1
 
     @torch.no_grad()
     def sample(self, y=None, num_samples: int = 1, *, mean: bool = True, temperature: float = 1.0):
         """Generate images given a condition.
 
         Args:
-            y: ``None`` (plain VAE), one label (int), a tensor of M labels, or (M, c) conditions.
+            y: ``None`` (plain VAE); one condition: a label (int, 0-dim tensor) or one vector of
+                shape (d,); or M conditions: a list / 1-D tensor of M labels, or (M, d) vectors.
             num_samples: images per condition.
             mean: return the mean of p(x | z, y) (default) rather than a draw from it.
             temperature: multiplies the prior draw of z (1: the prior itself).
 
         Returns:
-            (num_samples, C, H, W) for ``None`` or a single label, else (M, num_samples, C, H, W).
+            (num_samples, C, H, W) for ``None`` or one condition (a label or one vector: the same
+            rule for both), else (M, num_samples, C, H, W), also for M = 1.
         """
         if isinstance(num_samples, bool) or int(num_samples) != num_samples or num_samples < 1:
             raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
         if not temperature > 0:
             raise ValueError(f"temperature must be positive, got {temperature!r}")
-        single = y is None or (not isinstance(y, torch.Tensor) and not hasattr(y, "__len__"))
-        single = single or (isinstance(y, torch.Tensor) and y.dim() == 0)
         if y is None and self.config.cond_width:
             raise ValueError("this model is conditional: pass a label or condition y to sample()")
-        labels = self._as_condition(y)
+        labels, single = self._conditions_and_single(y)
         M = 1 if labels is None else labels.shape[0]
         c = self.condition(labels, M)
         z = self.sample_latents(c, (num_samples, M), temperature)  # (n, M, D)

@@ -130,6 +130,7 @@ class M2(CVAE):
     @torch.no_grad()
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """The most probable label under q(y | x): (N,) integers."""
+        x = self._as_images(x)
         self.check_inputs(x)
         return self.classifier(x).argmax(-1)
 
