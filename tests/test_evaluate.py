@@ -20,7 +20,6 @@ from pyro_cvae.evaluate import (
     log_marginal,
     log_weights,
 )
-from pyro_cvae.train import train_classifier
 
 
 @pytest.fixture(scope="module")
@@ -227,9 +226,21 @@ class _Oracle:
         )
 
 
+class _NearestMean(torch.nn.Module):
+    """A quick judge: the class whose mean training image is nearest."""
+
+    def __init__(self, train):
+        super().__init__()
+        means = torch.stack([train.x[train.y == c].mean(0).flatten() for c in range(10)])
+        self.means = torch.nn.Parameter(means, requires_grad=False)
+
+    def forward(self, x):
+        return -torch.cdist(x.flatten(1), self.means)
+
+
 class TestControlScore:
     def test_real_images_score_the_judges_accuracy_and_wrong_labels_zero(self, digits):
-        judge = train_classifier(digits)
+        judge = _NearestMean(digits.train)
         test = digits.test  # the images the judge's accuracy is measured on
         real = control_score(_Oracle(test), digits, num_per_class=25, classifier=judge)
         with torch.no_grad():  # brute force: the judge's hits on the same 25 images per class
@@ -238,10 +249,10 @@ class TestControlScore:
                 for c in range(10)
             ]
         assert real["per_class"] == pytest.approx(hits)
-        assert real["classifier_test_accuracy"] > 0.85
+        assert real["classifier_test_accuracy"] > 0.8
         assert real["control_score"] == pytest.approx(real["classifier_test_accuracy"], abs=0.06)
         shifted = control_score(_Oracle(test, 1), digits, num_per_class=25, classifier=judge)
-        assert shifted["control_score"] < 0.03
+        assert shifted["control_score"] < 0.05
 
     def test_unconditional_model_refused(self, digits):
         vae = pyro_cvae.CVAE(image_shape=(1, 8, 8), num_classes=0, latent_dim=2, hidden_dims=(8,))
