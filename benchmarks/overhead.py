@@ -9,9 +9,12 @@ that the machine's noise hits them alike (medians over ``steps``):
 1. ``plain``: the hand-written loop of ``benchmarks/plain.py``;
 2. ``modules``: pyro_cvae's networks and distributions called directly, no Pyro tracing
    (the cost of our modules and ``torch.distributions`` objects);
-3. ``trace_elbo``: ``Trace_ELBO.differentiable_loss`` of the model and guide (Pyro's tracing);
-4. ``svi_step``: :class:`pyro_cvae.infer.ModuleSVI.step` (adds the finite loss and gradient
-   checks).
+3. ``trace_elbo``: ``Trace_ELBO.differentiable_loss`` of the model and guide (Pyro's full
+   tracing: the path before the lean one, and still the reference);
+4. ``lean``: the same loss through :class:`pyro_cvae.infer.lean.LeanObjective` (one recording
+   effect handler instead of Pyro's traces; the path ``fit`` takes);
+5. ``svi_step``: :class:`pyro_cvae.infer.ModuleSVI.step` on the lean path (adds the finite loss
+   and gradient checks): one training step of ``fit``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import pyro_cvae as pc
 from benchmarks.common import median_step_ms, parser, training_step
 from benchmarks.plain import PlainCVAE
 from pyro_cvae.infer import ModuleSVI
+from pyro_cvae.infer.lean import LeanObjective
 from pyro_cvae.infer.objectives import make_objective
 
 
@@ -37,7 +41,8 @@ def run(dataset="mnist", steps=500, hidden=(400,), latent=50, batch_size=128, de
     opt_plain = torch.optim.Adam(plain.parameters(), lr=1e-4, fused=True)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
     elbo = make_objective("elbo")
-    svi = ModuleSVI(model.model, model.guide, opt, elbo, model.parameters())
+    lean = LeanObjective(make_objective("elbo"))
+    svi = ModuleSVI(model.model, model.guide, opt, lean, model.parameters())
 
     def modules():  # the model's own computation, without Pyro
         c = model.condition(y, batch_size)
@@ -51,6 +56,9 @@ def run(dataset="mnist", steps=500, hidden=(400,), latent=50, batch_size=128, de
         "modules": training_step(modules, opt),
         "trace_elbo": training_step(
             lambda: elbo.differentiable_loss(model.model, model.guide, x, y), opt
+        ),
+        "lean": training_step(
+            lambda: lean.differentiable_loss(model.model, model.guide, x, y), opt
         ),
         "svi_step": lambda: svi.step(x, y),
     }

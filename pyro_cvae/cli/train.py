@@ -84,6 +84,11 @@ def add_parser(sub) -> None:
         help="activation of the hidden layers (default relu; the IWAE paper uses tanh)",
     )  # fmt: skip
     t.add_argument(
+        "--no-lean", action="store_true",
+        help="always use Pyro's full trace path for elbo/iwae/renyi (default: the lean path, "
+        "same loss and gradient, where the model qualifies)",
+    )  # fmt: skip
+    t.add_argument(
         "--adam-eps", type=float, default=1e-8,
         help="epsilon of Adam (default 1e-8, torch's; the IWAE paper uses 1e-4)",
     )  # fmt: skip
@@ -187,7 +192,7 @@ def run(args) -> int:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, objective=args.objective,
         particles=args.particles, beta=args.beta, warmup_epochs=args.warmup_epochs,
         seed=args.seed, device=args.device, keep_checkpoints=args.keep_checkpoints,
-        skip_nonfinite=args.skip_nonfinite, adam_eps=args.adam_eps,
+        skip_nonfinite=args.skip_nonfinite, adam_eps=args.adam_eps, lean=not args.no_lean,
     )  # fmt: skip
     if semi:
         if args.unconditional:

@@ -38,6 +38,9 @@ class TrainConfig(FrozenConfig):
     skip_nonfinite: bool = False  # skip a batch with a non-finite loss instead of stopping
     validate_every: int = 1  # epochs between validation bounds (0: never)
     adam_eps: float = 1e-8  # Adam's epsilon (torch's default; the IWAE paper uses 1e-4)
+    # compute elbo / iwae / renyi without Pyro's traces where the model qualifies (same loss
+    # and gradient; pyro_cvae.infer.lean); off: always the full Pyro path
+    lean: bool = True
 
     def __post_init__(self) -> None:
         positive_int("epochs", self.epochs, "Train for at least one epoch, e.g. --epochs 10.")

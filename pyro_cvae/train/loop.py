@@ -32,6 +32,7 @@ from .._validate import resolve_device
 from ..checkpoint import load_latest_good
 from ..data import Dataset
 from ..infer.anneal import scale_latents
+from ..infer.lean import lean_objective
 from ..infer.svi import ModuleSVI, NonFiniteLossError, ObjectiveModule, make_adam
 from .config import TrainConfig
 from .distributed import DataParallel
@@ -146,6 +147,10 @@ def fit(
         stop_after_steps: stop after this many optimisation steps, with a checkpoint (for tests
             of resume).
 
+    The objectives ``elbo``, ``iwae`` and ``renyi`` run on the lean path of
+    :mod:`pyro_cvae.infer.lean` (the same loss and gradient without Pyro's traces) when the model
+    qualifies, ``config.lean`` is on and Pyro validation is off.
+
     Returns:
         the :class:`History` of per-epoch metrics: training loss per image (nats), seconds, KL
         weight, and the family's metrics (validation ELBO; M2's classifier accuracies).
@@ -167,7 +172,11 @@ def fit(
     model.to(device)
     data = data.to(device)
     family.setup(data, config)
+    if pyro_validation is None:
+        pyro_validation = os.environ.get("PYRO_CVAE_VALIDATE", "0") == "1"
     objective = family.objective(config)
+    if config.lean and not pyro_validation:  # validation checks shapes on the full Pyro path
+        objective = lean_objective(objective)
     model_fn, guide_fn = family.fns(model)
     optimizer = make_adam(model.parameters(), config.lr, config.adam_eps)
 
@@ -249,8 +258,6 @@ def fit(
         write_checkpoint(out, epoch * steps_per_epoch + step, payload, config.keep_checkpoints)
 
     model.train()
-    if pyro_validation is None:
-        pyro_validation = os.environ.get("PYRO_CVAE_VALIDATE", "0") == "1"
     with pyro.validation_enabled(pyro_validation), _StopFlag(enabled=parallel is None) as stop:
         for epoch in range(start_epoch, config.epochs):
             t0 = time.perf_counter()
