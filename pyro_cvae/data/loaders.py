@@ -22,6 +22,7 @@ from ..checkpoint import CheckpointError, run_folder_of
 from .attributes import SCHEMA_FILE, AttributeSchema, read_schema
 from .colored import SCHEMAS, colored_splits
 from .core import BINARIZATIONS, Dataset, Split, default_data_dir
+from .molecules import MOLECULE_DATASETS
 from .names import DIGIT_NAMES, FASHION_NAMES
 
 __all__ = ["DATASETS", "load_dataset", "load_run_data", "load_schema"]
@@ -198,6 +199,8 @@ def load_dataset(
     Returns:
         a :class:`Dataset` with ``train``, ``val`` and ``test`` splits.
     """
+    if str(name) in MOLECULE_DATASETS:  # token rows and properties: pyro_cvae.data.molecules
+        return MOLECULE_DATASETS[str(name)](Path(data_dir) if data_dir else None, train_size)
     if name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
     if binarize not in BINARIZATIONS:

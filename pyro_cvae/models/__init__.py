@@ -31,6 +31,7 @@ from .config import LIKELIHOODS, NETS, ModelConfig
 from .cvae import CVAE
 from .hierarchical import GaussianLayer, HierarchicalCVAE, LayeredLatent, LayerNormal
 from .m2 import M2
+from .molecules import MoleculeConfig, MoleculeCVAE
 from .quadrants import (
     QUADRANTS_GIVEN,
     BaselineNet,
@@ -51,6 +52,8 @@ __all__ = [
     "LayerNormal",
     "LayeredLatent",
     "M2",
+    "MoleculeCVAE",
+    "MoleculeConfig",
     "MODEL_CLASSES",
     "ModelConfig",
     "NETS",
@@ -73,13 +76,23 @@ SAFETENSORS_NAME = "model.safetensors"
 #: model class name -> class, used by :func:`load` (the name is stored in every checkpoint)
 MODEL_CLASSES: dict[str, type[PyroModule]] = {
     cls.__name__: cls
-    for cls in (CVAE, HierarchicalCVAE, M2, QuadrantCVAE, BaselineNet, LabelClassifier)
+    for cls in (
+        CVAE,
+        HierarchicalCVAE,
+        M2,
+        QuadrantCVAE,
+        BaselineNet,
+        LabelClassifier,
+        MoleculeCVAE,
+    )
 }
 
 
-def build_model(config: ModelConfig) -> CVAE:
-    """The model a config describes: :class:`HierarchicalCVAE` when it lists ``latent_dims``,
-    else :class:`CVAE`."""
+def build_model(config: ModelConfig | MoleculeConfig) -> CVAE | MoleculeCVAE:
+    """The model a config describes: :class:`MoleculeCVAE` for a :class:`MoleculeConfig`,
+    :class:`HierarchicalCVAE` when it lists ``latent_dims``, else :class:`CVAE`."""
+    if isinstance(config, MoleculeConfig):
+        return MoleculeCVAE(config)
     return HierarchicalCVAE(config) if config.latent_dims else CVAE(config)
 
 

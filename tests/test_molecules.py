@@ -1,0 +1,163 @@
+"""Molecules (issue 16): MOSES data with RDKit properties and SELFIES tokens, the sequence CVAE,
+its commands. Tiny budgets: a few hundred molecules, tiny GRUs, one or two epochs."""
+
+from __future__ import annotations
+
+import json
+
+import pyro
+import pytest
+import torch
+
+pytest.importorskip("rdkit")
+pytest.importorskip("selfies")
+
+import pyro_cvae as pc  # noqa: E402
+from pyro_cvae.data.molecules import (  # noqa: E402
+    END,
+    PAD,
+    Vocabulary,
+    canonical_smiles,
+    moses_file,
+    read_molecules,
+    smiles_to_tokens,
+    split_smiles,
+)
+from pyro_cvae.evaluate.molecules import molecule_metrics, molecule_nll  # noqa: E402
+from pyro_cvae.infer.bounds import log_weights  # noqa: E402
+from pyro_cvae.models import MoleculeConfig, MoleculeCVAE, build_model  # noqa: E402
+from pyro_cvae.nn.sequence import TokenSequence  # noqa: E402
+
+TINY = dict(latent_dim=4, embed_dim=8, hidden_dim=16)
+
+
+@pytest.fixture(scope="module")
+def data():
+    try:
+        moses_file("train")
+    except FileNotFoundError:
+        pytest.skip("molsets is not installed (pip install --no-deps molsets)")
+    return pc.load_dataset("moses", train_size=300)
+
+
+@pytest.fixture(scope="module")
+def model(data):
+    pyro.set_rng_seed(0)
+    return MoleculeCVAE(MoleculeConfig.for_data(data, **TINY)).eval()
+
+
+class TestData:
+    def test_splits_tokens_and_schema(self, data):
+        assert data.train.x.shape[0] == 300 and data.train.x.dtype == torch.long
+        assert data.train.y.shape == (300, data.schema.width)
+        assert data.schema.names[:4] == ["logp", "qed", "mw", "tpsa"]
+        assert data.train.y.min() >= 0 and data.train.y.max() <= 1  # standardised to the range
+        assert (data.train.x == END).sum(1).eq(1).all()  # one end token per molecule
+        parsed = data.schema.parse("logp=2.5,qed=0.8")
+        assert parsed["logp"] == 2.5 and parsed["qed"] == 0.8
+
+    def test_cached_subset_is_reused(self, data):
+        again = pc.load_dataset("moses", train_size=300)
+        assert torch.equal(again.train.x, data.train.x)
+        assert torch.equal(again.train.y, data.train.y)
+
+    def test_tokeniser_round_trip(self, data):
+        vocab = Vocabulary(data.meta["tokens"])
+        smiles = split_smiles(data, "train")[:50]
+        ids = vocab.encode([smiles_to_tokens(s) for s in smiles], data.image_shape[0])
+        back = [canonical_smiles(s) for s in vocab.decode(ids)]
+        assert back == smiles and all(smiles)
+
+    def test_unparsable_smiles_names_the_line(self, data, tmp_path):
+        path = tmp_path / "mine.csv"
+        path.write_text("SMILES\nCCO\nc1ccccc1\nC1CC(\n")
+        with pytest.raises(ValueError, match=r"line 4: RDKit cannot parse the SMILES 'C1CC\('"):
+            read_molecules(path, data.meta["tokens"], data.image_shape[0], data.schema)
+
+    def test_csv_without_smiles_column(self, data, tmp_path):
+        path = tmp_path / "mine.csv"
+        path.write_text("smile\nCCO\n")
+        with pytest.raises(ValueError, match="no column 'SMILES'"):
+            read_molecules(path, data.meta["tokens"], data.image_shape[0], data.schema)
+
+
+class TestLikelihood:
+    def test_padding_leaves_log_prob_exactly_unchanged(self, data, model):
+        x, y = data.test.x[:6], data.test.y[:6]
+        padded = torch.cat([x, torch.full((6, 9), PAD)], 1)
+        z = torch.randn(3, 6, model.config.latent_dim)  # (K, B, D)
+        logits = model.x_dist(z, y, padded).logits  # (K, B, L + 9, V)
+        short = TokenSequence(logits[..., : x.shape[1], :], END).log_prob(x)
+        long = TokenSequence(logits, END).log_prob(padded)
+        assert torch.equal(short, long)
+        # past the end, neither the tokens nor the logits count
+        garbage = padded.clone()
+        garbage[:, x.shape[1] :] = END
+        assert torch.equal(TokenSequence(logits, END).log_prob(garbage), long)
+
+    def test_padding_leaves_model_and_guide_unchanged(self, data, model):
+        x, y = data.test.x[:6], data.test.y[:6]
+        padded = torch.cat([x, torch.full((6, 9), PAD)], 1)
+        pyro.set_rng_seed(1)
+        a = log_weights(model, x, y, 4)
+        pyro.set_rng_seed(1)
+        b = log_weights(model, padded, y, 4)
+        assert torch.allclose(a, b, atol=1e-4, rtol=0)
+
+    def test_iwae_bound_at_or_above_elbo_per_molecule(self, data, model):
+        pyro.set_rng_seed(2)
+        lw = log_weights(model, data.test.x[:20], data.test.y[:20], 50)  # (K, B)
+        iwae = torch.logsumexp(lw, 0) - torch.log(torch.tensor(50.0))
+        assert (iwae >= lw.mean(0) - 1e-5).all()
+        nll = molecule_nll(model, data.test.x[:20], data.test.y[:20], num_samples=50)
+        assert nll.shape == (20,) and torch.isfinite(nll).all()
+
+    def test_bad_tokens_are_refused(self, data, model):
+        with pytest.raises(ValueError, match="token ids must lie in"):
+            model.check_inputs(data.test.x[:2] + 1000, data.test.y[:2])
+        with pytest.raises(ValueError, match="integer token ids"):
+            model.check_inputs(data.test.x[:2].float(), data.test.y[:2])
+
+
+class TestTraining:
+    @pytest.mark.parametrize("objective,particles,warmup", [("elbo", 1, 1), ("iwae", 3, 0)])
+    def test_tiny_run_lowers_the_loss_and_reloads(
+        self, data, tmp_path, objective, particles, warmup
+    ):
+        pyro.set_rng_seed(0)
+        model = build_model(MoleculeConfig.for_data(data, **TINY))
+        history = pc.fit(model, data, epochs=2, batch_size=32, lr=3e-3, objective=objective,
+                         particles=particles, warmup_epochs=warmup, out=tmp_path / "run",
+                         progress=False)  # fmt: skip
+        loss = history.column("train_loss")
+        assert loss[1] < loss[0]
+        again = pc.load(tmp_path / "run")
+        assert isinstance(again, MoleculeCVAE) and again.config == model.config
+        pyro.set_rng_seed(3)
+        a = log_weights(model, data.test.x[:5], data.test.y[:5], 2)
+        pyro.set_rng_seed(3)
+        b = log_weights(again, data.test.x[:5], data.test.y[:5], 2)
+        assert torch.equal(a, b)
+
+    def test_unconditional_model_and_generation(self, data):
+        pyro.set_rng_seed(0)
+        model = MoleculeCVAE(MoleculeConfig.for_data(data, unconditional=True, **TINY)).eval()
+        ids = model.sample(None, 7)
+        assert ids.shape == (7, data.image_shape[0])
+        with pytest.raises(ValueError, match="unconditional"):
+            model.sample(data.test.y[0], 2)
+        metrics = molecule_metrics(model.smiles(ids), split_smiles(data, "train"))
+        assert 0 <= metrics["validity"] <= 1 and metrics["generated"] == 7
+
+    def test_conditional_sample_shapes(self, data, model):
+        assert model.sample(data.test.y[0], 3).shape == (3, data.image_shape[0])
+        assert model.sample(data.test.y[:2], 3).shape == (2, 3, data.image_shape[0])
+        with pytest.raises(ValueError, match="conditional"):
+            model.sample(None, 2)
+
+    def test_config_errors_name_the_value(self):
+        with pytest.raises(ValueError, match="word_dropout must be in"):
+            MoleculeConfig(word_dropout=1.5)
+        with pytest.raises(ValueError, match="special tokens"):
+            MoleculeConfig(tokens=("[C]",))
+        assert json.loads(MoleculeConfig().to_json())["__class__"] == "MoleculeConfig"
