@@ -1,11 +1,22 @@
+import csv
 import json
 import subprocess
 import sys
 
 import numpy as np
+import pyro
 import pytest
+import torch
+from matplotlib.image import imread
 
+import pyro_cvae
+from pyro_cvae import plots
+from pyro_cvae.checkpoint import list_checkpoints, load_checkpoint
 from pyro_cvae.cli import build_parser, main
+from pyro_cvae.data import load_run_data
+from pyro_cvae.evaluate import classifier_accuracy
+from pyro_cvae.nn.nets import ConvEncoder
+from pyro_cvae.train import train_classifier
 
 TINY = ["--train-size", "200", "--epochs", "2", "--batch-size", "50", "--latent-dim", "3",
         "--hidden", "16", "--quiet"]  # fmt: skip
@@ -23,7 +34,28 @@ def test_train_writes_the_run_folder(run_dir):
                  "reconstructions.png", "latent.png", "curves.png"):  # fmt: skip
         assert (run_dir / name).exists(), name
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["nll"] > 0 and 0 <= metrics["control_score"] <= 1
+    assert metrics["nll"] > 0
+
+
+def test_train_control_score_is_the_judges_verdict_on_fresh_samples(run_dir):
+    """The control score in metrics.json against a direct count: fresh samples of the saved model
+    judged by the same (cached) classifier of real images agree within binomial error."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    model, data = pyro_cvae.load(run_dir), load_run_data(run_dir)
+    judge = train_classifier(data)
+    assert metrics["classifier_test_accuracy"] == classifier_accuracy(judge, data.test)
+    assert metrics["control_score"] == pytest.approx(np.mean(metrics["per_class"]), abs=1e-6)
+    n = 100  # control_score's default per class, as train uses it
+    pyro.set_rng_seed(12345)
+    with torch.no_grad():
+        images = model.sample(torch.arange(10), 4 * n)  # (10, 4n, ...)
+        hits = (
+            judge(images.flatten(0, 1)).argmax(-1).reshape(10, 4 * n) == torch.arange(10)[:, None]
+        )
+    direct = hits.float().mean().item()
+    p = min(max(direct, 0.05), 0.95)
+    se = np.sqrt(p * (1 - p) / (10 * n) + p * (1 - p) / (40 * n))  # of the difference
+    assert abs(metrics["control_score"] - direct) < 5 * se
 
 
 def test_sample_writes_png_and_npz(run_dir, tmp_path):
@@ -36,9 +68,23 @@ def test_sample_writes_png_and_npz(run_dir, tmp_path):
     assert png.stat().st_size > 0
 
 
+def _reconstruction_png(run_dir, split, n, path):
+    """The reconstruction figure drawn directly from the model (posterior means)."""
+    model, data = pyro_cvae.load(run_dir), load_run_data(run_dir)
+    s = data.eval_split(split)
+    with torch.no_grad():
+        plots.reconstructions(s.x[:n], model.reconstruct(s.x[:n], s.y[:n]), n=n, path=path)
+    return imread(path)
+
+
 def test_reconstruct_and_evaluate(run_dir, tmp_path):
     assert main(["reconstruct", "--run", str(run_dir), "-n", "4", "--out",
                  str(tmp_path / "r.png")]) == 0  # fmt: skip
+    png = imread(tmp_path / "r.png")
+    assert png.ndim == 3 and png.shape[2] in (3, 4)  # an RGB(A) picture ...
+    assert png.shape[0] > 50 and png.shape[1] > 2 * 50  # ... of two rows of 4 images
+    assert png[..., :3].std() > 0.05  # not blank
+    np.testing.assert_array_equal(png, _reconstruction_png(run_dir, "test", 4, tmp_path / "d.png"))
     out = tmp_path / "m.json"
     assert main(["evaluate", "--run", str(run_dir), "--num-samples", "10", "--quiet", "--out",
                  str(out)]) == 0  # fmt: skip
@@ -47,13 +93,26 @@ def test_reconstruct_and_evaluate(run_dir, tmp_path):
     assert metrics["nll"] <= -metrics["elbo"] + 1.0  # IS estimate is at least as tight (noise)
 
 
-def test_resume_from_the_cli(run_dir, tmp_path):
-    out = tmp_path / "r"
+def _losses(out):
+    with open(out / "metrics.csv") as f:
+        return [(r["epoch"], r["train_loss"], r.get("val_elbo")) for r in csv.DictReader(f)]
+
+
+def test_resume_from_the_cli(tmp_path):
+    """2 epochs, then --resume to 3: the same losses and parameters as 3 epochs straight, and
+    epochs 1-2 not trained again (a silent restart from scratch rewrites their rows)."""
+    three = [a if a != "2" else "3" for a in TINY]
+    straight, out = tmp_path / "straight", tmp_path / "r"
+    assert main(["train", "--out", str(straight), "--eval-samples", "0", *three]) == 0
     assert main(["train", "--out", str(out), "--eval-samples", "0", *TINY]) == 0
-    args = ["train", "--out", str(out), "--eval-samples", "0", "--resume", *TINY]
-    args[args.index("--epochs") + 1] = "3"
-    assert main(args) == 0
-    assert len((out / "metrics.csv").read_text().strip().splitlines()) == 4
+    before = (out / "metrics.csv").read_text().splitlines()
+    assert len(before) == 3
+    assert main(["train", "--out", str(out), "--eval-samples", "0", "--resume", *three]) == 0
+    assert _losses(out) == _losses(straight) and len(_losses(out)) == 3
+    # epochs 1-2 were not trained again: their rows, timings included, are the first run's
+    assert (out / "metrics.csv").read_text().splitlines()[:3] == before
+    a, b = (pyro_cvae.load(d / "model.pt").state_dict() for d in (out, straight))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.mark.parametrize(
@@ -109,3 +168,203 @@ def test_train_and_sample_an_attribute_dataset(tmp_path):
     assert main(["sample", "--run", str(out), "--condition", "digit=5,color=red", "-n", "3",
                  "--out", str(tmp_path / "red5.png"), "--npz", str(npz)]) == 0  # fmt: skip
     assert np.load(npz)["images"].shape == (3, 3, 8, 8)
+
+
+# ------------------------------------------------------------------ flags of the reading commands
+
+
+def test_evaluate_flags_reach_the_metrics(run_dir, tmp_path):
+    """--split val --num-images --classify-samples --max-floats: the JSON is what the API gives
+    with the same settings and seed (and differs from the test split's)."""
+    out = tmp_path / "e.json"
+    argv = ["evaluate", "--run", str(run_dir), "-k", "8", "--split", "val", "--num-images", "30",
+            "--classify-samples", "2", "--max-floats", "3000", "--seed", "4", "--quiet",
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    cli = json.loads(out.read_text())
+    assert cli["split"] == "val" and cli["num_images"] == 30 and cli["num_samples"] == 8
+    assert round(cli["generative_accuracy"] * 30, 4) == int(round(cli["generative_accuracy"] * 30))
+    model, data = pyro_cvae.load(run_dir), load_run_data(run_dir)
+
+    def api(**kw):
+        pyro.set_rng_seed(4)
+        return pyro_cvae.evaluate(model, data, num_samples=8, num_images=30, classify_samples=2,
+                                  max_floats=3000, **kw)  # fmt: skip
+
+    want = api(split="val")
+    assert {k: v for k, v in cli.items() if k != "checkpoint"} == want
+    assert api(split="test")["elbo"] != cli["elbo"]
+    assert "generative_accuracy" not in json.loads((run_dir / "metrics.json").read_text())
+
+
+def test_sample_draw_gives_binary_pixels_and_temperature_sets_the_spread(run_dir, tmp_path):
+    def images(*flags):
+        npz = tmp_path / "s.npz"
+        argv = ["sample", "--run", str(run_dir), "--label", "3", "-n", "64", "--out",
+                str(tmp_path / "s.png"), "--npz", str(npz), *flags]  # fmt: skip
+        assert main(argv) == 0
+        return np.load(npz)["images"]
+
+    mean, drawn = images(), images("--draw")
+    assert set(np.unique(drawn).tolist()) == {0.0, 1.0}
+    assert ((mean > 0.01) & (mean < 0.99)).any()  # the mean is grey somewhere
+    # temperature scales z: near 0 every image is the decoded prior mean; 1 spreads them
+    cold, warm = images("--temperature", "1e-4"), images("--temperature", "1")
+    spread = lambda a: a.std(axis=0).mean()  # noqa: E731
+    assert spread(cold) < 1e-3 and spread(warm) > 100 * spread(cold)
+
+
+def test_reconstruct_split_reads_that_split(run_dir, tmp_path):
+    for split in ("train", "val"):
+        out = tmp_path / f"{split}.png"
+        argv = [
+            "reconstruct",
+            "--run",
+            str(run_dir),
+            "-n",
+            "5",
+            "--split",
+            split,
+            "--out",
+            str(out),
+        ]
+        assert main(argv) == 0
+        direct = _reconstruction_png(run_dir, split, 5, tmp_path / f"direct-{split}.png")
+        np.testing.assert_array_equal(imread(out), direct)
+    assert not np.array_equal(imread(tmp_path / "train.png"), imread(tmp_path / "val.png"))
+
+
+def test_reader_outputs_default_into_the_run_under_their_own_names(run_dir):
+    made = []
+    try:
+        for _ in range(2):
+            assert main(["reconstruct", "--run", str(run_dir), "-n", "3"]) == 0
+        made = [run_dir / "reconstruction.png", run_dir / "reconstruction-2.png"]
+        assert all(p.exists() for p in made)
+        assert imread(made[0]).shape == imread(made[1]).shape
+    finally:
+        for p in made:
+            p.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------- unconditional
+
+
+def test_unconditional_train_sample_and_figures(tmp_path):
+    out = tmp_path / "vae"
+    assert main(["train", "--out", str(out), "--unconditional", "--eval-samples", "10", *TINY]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["num_classes"] == 0 and not config["model"].get("condition_dim")
+    assert pyro_cvae.load(out).config.cond_width == 0
+    for name in ("samples.png", "reconstructions.png", "latent.png", "curves.png"):
+        assert imread(out / name)[..., :3].std() > 0.01, name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["nll"] > 0 and "control_score" not in metrics
+    npz = tmp_path / "u.npz"
+    assert main(["sample", "--run", str(out), "-n", "6", "--npz", str(npz)]) == 0
+    assert (out / "sample.png").exists()
+    with np.load(npz) as f:
+        assert f["images"].shape == (6, 1, 8, 8) and f["labels"].tolist() == [-1] * 6
+        assert np.abs(f["images"][0] - f["images"][1:]).max() > 1e-3  # six different draws
+    assert main(["sample", "--run", str(out), "--label", "3"]) == 2
+    assert main(["reconstruct", "--run", str(out), "-n", "3"]) == 0
+    assert imread(out / "reconstruction.png")[..., :3].std() > 0.05
+
+
+# ----------------------------------------------------------------------- training flags
+
+
+def _train(out, *flags, tiny=TINY):
+    assert main(["train", "--out", str(out), "--eval-samples", "0", *tiny, *flags]) == 0
+    return json.loads((out / "config.json").read_text())
+
+
+def test_keep_checkpoints_keeps_that_many(tmp_path):
+    three = [a if a != "2" else "3" for a in TINY]  # 3 epochs x 4 steps
+    config = _train(tmp_path / "k", "--keep-checkpoints", "2", tiny=three)
+    assert config["train"]["keep_checkpoints"] == 2
+    kept = list_checkpoints(tmp_path / "k")
+    assert len(kept) == 2 and kept[-1].name == "checkpoint_000012.pt"
+
+
+def test_skip_nonfinite_skips_a_poisoned_batch(tmp_path, monkeypatch, capsys):
+    """The second decoder call of training returns NaN: --skip-nonfinite skips that batch and
+    finishes; without it training stops with nonfinite.json."""
+    from pyro_cvae.cli import train as train_cli
+
+    build = train_cli.build_model
+
+    def poisoned(cfg):
+        model = build(cfg)
+        forward, calls = model.decoder.forward, {"n": 0}
+
+        def once_nan(*args):
+            calls["n"] += 1
+            out = forward(*args)
+            return out * float("nan") if calls["n"] == 2 else out
+
+        model.decoder.forward = once_nan
+        return model
+
+    monkeypatch.setattr(train_cli, "build_model", poisoned)
+    _train(tmp_path / "skip", "--skip-nonfinite")
+    ckpt = load_checkpoint(list_checkpoints(tmp_path / "skip")[-1])
+    assert ckpt["skipped_batches"] == 1 and ckpt["epoch"] == 2
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values())
+    assert main(["train", "--out", str(tmp_path / "stop"), "--eval-samples", "0", *TINY]) != 0
+    assert json.loads((tmp_path / "stop" / "nonfinite.json").read_text())["step"] == 2
+
+
+def test_net_conv_builds_a_convolutional_encoder(tmp_path):
+    tiny = ["--dataset", "mnist", "--train-size", "64", "--epochs", "1", "--batch-size", "32",
+            "--latent-dim", "2", "--quiet"]  # fmt: skip
+    config = _train(tmp_path / "conv", "--net", "conv", tiny=tiny)
+    assert config["model"]["net"] == "conv" and config["data"]["name"] == "mnist"
+    model = pyro_cvae.load(tmp_path / "conv")
+    assert isinstance(model.encoder, ConvEncoder) and model.config.image_shape[-2:] == (28, 28)
+
+
+def test_gaussian_likelihood_with_a_learned_scale(tmp_path):
+    config = _train(tmp_path / "g", "--likelihood", "gaussian", "--learn-x-scale", "--x-scale",
+                    "0.3")  # fmt: skip
+    assert config["model"]["likelihood"] == "gaussian" and config["model"]["learn_x_scale"]
+    assert config["data"]["binarize"] == "none"  # grey levels for a Gaussian
+    model = pyro_cvae.load(tmp_path / "g")
+    log_scale = model.likelihood.log_scale
+    assert any(p is log_scale for p in model.parameters())
+    assert abs(log_scale.item() - np.log(0.3)) > 1e-3  # trained: it moved
+    fixed = _train(tmp_path / "f", "--likelihood", "gaussian", "--x-scale", "0.3")
+    assert not fixed["model"]["learn_x_scale"]
+    model = pyro_cvae.load(tmp_path / "f")
+    assert model.likelihood.log_scale.item() == pytest.approx(np.log(0.3))
+    assert not any(p is model.likelihood.log_scale for p in model.parameters())
+
+
+def test_binarize_fixed_trains_on_one_recorded_draw(tmp_path):
+    config = _train(tmp_path / "b", "--binarize", "fixed")
+    assert config["data"]["binarize"] == "fixed"
+    train = load_run_data(tmp_path / "b").train.x
+    assert set(torch.unique(train).tolist()) == {0.0, 1.0}
+    want = pyro_cvae.load_dataset("digits", binarize="fixed", seed=0, train_size=200)
+    assert torch.equal(train, want.train.x)  # the draw training used, not another one
+    grey = pyro_cvae.load_dataset("digits", binarize="none", train_size=200).train.x
+    assert ((grey > 0) & (grey < 1)).any()  # the draw is not the data itself
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: config.json does not record the seed of the fixed binarisation draw, so "
+    "load_run_data (evaluate, reconstruct, score) redraws it with seed 0 for a run trained "
+    "with --seed 3",
+)
+def test_binarize_fixed_with_another_seed_is_read_back(tmp_path):
+    _train(tmp_path / "b3", "--binarize", "fixed", "--seed", "3")
+    want = pyro_cvae.load_dataset("digits", binarize="fixed", seed=3, train_size=200)
+    assert torch.equal(load_run_data(tmp_path / "b3").train.x, want.train.x)
+
+
+def test_label_fraction_keeps_that_share_of_labels(tmp_path):
+    config = _train(tmp_path / "m2", "--semi-supervised", "--label-fraction", "0.2")
+    # round(0.2 * 200 / 10) = 4 images per class
+    assert config["num_labelled"] == 40 and config["train"]["label_fraction"] == 0.2
+    assert config["model_class"] == "M2"
