@@ -265,3 +265,22 @@ def test_m2_trains_on_two_processes_with_ddp(tmp_path):
     assert len(r0["seen"]) == len(r1["seen"]) == 9
     assert r0["seen"] != r1["seen"]
     assert load_checkpoint(list_checkpoints(tmp_path / "run")[-1])["epoch"] == 3
+
+
+def test_tensorboard_logs_every_step_and_epoch(data, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    model, _ = _build("cvae")
+    h = pc.fit(model, data, epochs=2, batch_size=50, out=tmp_path, tensorboard=True,
+               progress=False)  # fmt: skip
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    steps = events.Scalars("train/loss")
+    assert [e.step for e in steps] == list(range(1, 9))  # 4 steps per epoch, 2 epochs
+    epoch_loss = [e.value for e in events.Scalars("epoch/train_loss")]
+    assert epoch_loss == pytest.approx(h.column("train_loss"))
+    # the epoch's loss is the mean of its steps' per-image losses (equal batches of 50)
+    first = sum(e.value for e in steps[:4]) / 4
+    assert first == pytest.approx(h.column("train_loss")[0], rel=1e-5)
+    with pytest.raises(ValueError, match="give out="):
+        pc.fit(model, data, epochs=1, batch_size=50, tensorboard=True, progress=False)

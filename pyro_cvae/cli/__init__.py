@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pyro-cvae {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
-        print(f"pyro-cvae {args.command}: {e or 'interrupted'}", file=sys.stderr)
+        print(f"pyro-cvae {args.command}: {str(e) or 'interrupted'}", file=sys.stderr)
         return 130
 
 

@@ -145,6 +145,11 @@ def add_parser(sub) -> None:
     )
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.add_argument(
+        "--tensorboard", action="store_true",
+        help="log every step's loss and every epoch's metrics for TensorBoard into "
+        "<out>/tensorboard (needs the tensorboard package)",
+    )  # fmt: skip
+    t.add_argument(
         "--semi-supervised",
         action="store_true",
         help="train the M2 model of Kingma et al. (2014) on partial labels, the missing labels "
@@ -182,7 +187,20 @@ def _semi_supervised(args) -> bool:
     return args.semi_supervised
 
 
+def _check_flags(args) -> None:
+    if args.warmup_epochs > args.epochs:
+        raise ValueError(
+            f"--warmup-epochs {args.warmup_epochs} is longer than --epochs {args.epochs}: the KL "
+            "weight would never reach --beta. Lower --warmup-epochs or raise --epochs"
+        )
+    if args.eval_samples < 0:
+        raise ValueError(
+            f"--eval-samples must be >= 0 (0 skips the test evaluation), got {args.eval_samples}"
+        )
+
+
 def run(args) -> int:
+    _check_flags(args)
     semi = _semi_supervised(args)
     binarize = args.binarize or (
         "dynamic" if args.likelihood == "bernoulli" and args.dataset not in SCHEMAS else "none"
@@ -219,6 +237,9 @@ def run(args) -> int:
         raise ValueError(
             f"--semi-supervised needs class labels; data set {args.dataset!r} has none"
         )
+    if args.batch_size > len(data.train):
+        print(f"note: --batch-size {args.batch_size} exceeds the {len(data.train)} training "
+              "images: one full-batch step per epoch")  # fmt: skip
     out = Path(args.out)
     if args.resume and load_latest_good(out) is None:
         raise CheckpointError(f"--resume given but {out} holds no checkpoint; drop --resume")
@@ -226,7 +247,8 @@ def run(args) -> int:
     model = M2(model_cfg) if semi else build_model(model_cfg)
     family = SemiSupervisedFamily() if semi else None
     history = fit(model, data, train_cfg, family=family, out=out, resume=args.resume,
-                  overwrite=args.overwrite, progress=not args.quiet)  # fmt: skip
+                  overwrite=args.overwrite, progress=not args.quiet,
+                  tensorboard=args.tensorboard)  # fmt: skip
     if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 writes the results
         return 0
     extra = {}

@@ -27,6 +27,7 @@ from pyro import poutine
 from pyro.distributions.util import scale_and_mask
 from pyro.infer import Trace_ELBO
 from pyro.poutine.messenger import Messenger
+from pyro.poutine.subsample_messenger import _Subsample
 from pyro.poutine.util import prune_subsample_sites
 
 from .objectives import DATA_PLATE, ImportanceWeightedELBO, _check_finite
@@ -51,11 +52,13 @@ class SiteRecorder(Messenger):
         self.unscaled: list[str] = []  # sites whose scale is not 1 (a KL weight)
 
     def _process_message(self, msg: dict) -> None:
-        if msg["type"] == "sample" and self.replay is not None and not msg["is_observed"]:
+        if msg["type"] != "sample" or isinstance(msg["fn"], _Subsample):  # a plate's own site
+            return
+        if self.replay is not None and not msg["is_observed"]:
             msg["value"] = self.replay[msg["name"]]
 
     def _postprocess_message(self, msg: dict) -> None:
-        if msg["type"] != "sample":
+        if msg["type"] != "sample" or isinstance(msg["fn"], _Subsample):
             return
         value = msg["value"]
         lp = msg["fn"].log_prob(value, *msg["args"], **msg["kwargs"])

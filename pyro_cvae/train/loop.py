@@ -126,6 +126,7 @@ def fit(
     progress: bool = True,
     pyro_validation: bool | None = None,
     stop_after_steps: int | None = None,
+    tensorboard: bool = False,
     **overrides,
 ) -> History:
     """Train ``model`` on ``data.train`` with stochastic variational inference.
@@ -146,6 +147,9 @@ def fit(
             on when the environment sets ``PYRO_CVAE_VALIDATE=1`` (the test suite does).
         stop_after_steps: stop after this many optimisation steps, with a checkpoint (for tests
             of resume).
+        tensorboard: also log every step's loss and every epoch's metrics for TensorBoard
+            (``torch.utils.tensorboard``, needs the ``tensorboard`` package) into
+            ``out/tensorboard``.
 
     The objectives ``elbo``, ``iwae`` and ``renyi`` run on the lean path of
     :mod:`pyro_cvae.infer.lean` (the same loss and gradient without Pyro's traces) when the model
@@ -227,6 +231,7 @@ def fit(
             )
         )
 
+    board = _board(out, main, tensorboard)
     shard = parallel.shard() if parallel is not None else None
     world = parallel.world_size if parallel is not None else 1
     steps_per_epoch = family.steps_per_epoch(config, world)
@@ -293,6 +298,8 @@ def fit(
                 run_state["n_seen"] += count
                 step += 1
                 total_steps += 1
+                if board is not None:
+                    board.add_scalar("train/loss", loss / count, epoch * steps_per_epoch + step)
                 if progress and step % 10 == 0:
                     bar.set_postfix(
                         loss=f"{run_state['loss_sum'] / max(run_state['n_seen'], 1):.2f}"
@@ -330,9 +337,33 @@ def fit(
             checkpoint(epoch + 1, 0)
             if out is not None and main:
                 history.to_csv(out / "metrics.csv")
+            if board is not None:
+                for key, value in row.items():
+                    if key != "epoch" and isinstance(value, float):
+                        board.add_scalar(f"epoch/{key}", value, epoch + 1)
+                board.flush()
             if progress and main:
                 tqdm.write(family.describe(row))
+    if board is not None:
+        board.close()
     if parallel is not None:  # the ranks finish together: rank 0 has written its last files
         parallel.barrier()
     model.eval()
     return history
+
+
+def _board(out: Path | None, main: bool, enabled: bool):
+    """A TensorBoard ``SummaryWriter`` into ``out/tensorboard`` (main process only), or None."""
+    if not enabled:
+        return None
+    if out is None:
+        raise ValueError("tensorboard=True writes into the run folder: give out= (--out)")
+    if not main:
+        return None
+    try:  # optional heavy dependency: imported only when asked for
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as e:
+        raise ValueError(
+            "TensorBoard logging needs the tensorboard package: pip install tensorboard"
+        ) from e
+    return SummaryWriter(str(out / "tensorboard"))
