@@ -4,14 +4,16 @@ For each number of labels (class-balanced, seeded; the rest of the training set 
 
 * **M2** with the missing labels enumerated (``TraceEnum_ELBO``), classifier q(y | x);
 * **IW-M2**, the same model trained with the importance-weighted bound of
-  :mod:`pyro_cvae.infer.semisupervised` (K draws of z per label);
+  :mod:`pyro_cvae.infer.semisupervised` (K draws of z per label, the labels weighted by
+  q(y | x): :func:`~pyro_cvae.infer.semisupervised.label_weighted_iw_bound`);
 * **supervised**: a classifier of the same architecture as q(y | x) trained on the labelled
   images only.
 
 Both M2 variants also report the generative classifier p(y | x) from their importance weights.
 The epoch cost of M2 (enumeration over the labels) is measured against a plain CVAE ELBO epoch
 on the same images. With ``--deadline`` the epochs of each run shrink so that the whole run ends
-by then (the epochs actually run are written beside every number).
+by then (the epochs actually run are written beside every number, and a row says whether it
+reached ``--epochs`` (final) or was stopped by the deadline); runs not yet done are listed.
 
 Writes ``semi_supervised.md``, ``semi_supervised.json``, ``semi_supervised_error.png`` (test
 error of q(y | x) against epoch) and ``semi_supervised_analogies.png`` (test images re-generated
@@ -22,6 +24,10 @@ Usage::
 
     python experiments/semi_supervised.py --tiny                  # smoke test, digits, seconds
     python experiments/semi_supervised.py --labels 100,1000 --epochs 20 --deadline 15:40
+    python experiments/semi_supervised.py --dataset digits --labels 100 --seeds 0,1,2 \
+        --particles 4 --hidden 64 --latent-dim 4 --lr 3e-3 --class-weight 1000 --epochs 100 \
+        --epochs-per-call 25 --timing-images 0 --out experiments/results/iw_m2_digits \
+        --run-dir experiments/runs/iw_m2_digits              # IW-M2 vs M2 vs supervised
 """
 
 from __future__ import annotations
@@ -74,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=_int_list, default=[0], help="seeds (default 0)")
     p.add_argument("--epochs", type=int, default=20, help="most epochs per M2 run (default 20)")
     p.add_argument("--particles", type=int, default=1, help="K of IW-M2, per label (default 1)")
+    p.add_argument(
+        "--epochs-per-call", type=int, default=1,
+        help="epochs between checkpoints (and deadline checks) of a run (default 1; raise it "
+        "for small data sets, where a checkpoint costs more than an epoch)",
+    )  # fmt: skip
     p.add_argument("--hidden", type=_int_list, default=[500], help="hidden widths (500)")
     p.add_argument("--latent-dim", type=int, default=50, help="latent dimensions (50)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (1e-3)")
@@ -211,14 +222,14 @@ def run_m2(data, mask, model_cfg, args, objective: str, labels: int, seed: int,
     history = None
     while history is None or len(history) < args.epochs:
         done = len(history) if history is not None else 0
-        epoch_cfg = cfg.replace(epochs=done + 1)
+        epoch_cfg = cfg.replace(epochs=min(done + max(1, args.epochs_per_call), args.epochs))
         try:
             history = fit_semisupervised(model, data, epoch_cfg, labelled=mask, out=out,
                                          resume=True, progress=not args.quiet)  # fmt: skip
         except (CheckpointError, RunFolderError):  # a run with other settings: start afresh
             history = fit_semisupervised(model, data, epoch_cfg, labelled=mask, out=out,
                                          overwrite=True, progress=not args.quiet)  # fmt: skip
-        last = history.last["seconds"]
+        last = sum(r["seconds"] for r in history.rows[done:])  # this call's epochs
         if seconds is not None and time.perf_counter() - t0 + 1.05 * last > seconds:
             break
     test = data.eval_split("test")
@@ -234,6 +245,7 @@ def run_m2(data, mask, model_cfg, args, objective: str, labels: int, seed: int,
         "generative_error": 100 * (1 - gen_acc),
         "generative_images": n_gen, "generative_particles": args.gen_particles,
         "train_seconds": sum(r["seconds"] for r in history.rows),
+        "final": len(history) >= args.epochs,  # False: stopped by the deadline
         "class_weight": cfg.class_weight,
         "curve": [100 * (1 - r["test_accuracy"]) for r in history.rows],
     }  # fmt: skip
@@ -266,25 +278,33 @@ def write_results(results: dict, out: Path) -> None:
         f"{b['hidden']}, latent {b['latent_dim']}, Adam lr {b['lr']}, {b['batch_size']} "
         f"unlabelled + 100 labelled images per step, classification weight "
         f"{b['class_weight']}, seeds {b['seeds']}, at most {b['max_epochs']} epochs per run "
-        f"(fewer where the deadline {b['deadline']} UTC required: see the epochs column); "
-        f"one CPU thread on a shared 2-core machine. Test error of the last epoch (no "
+        + (
+            f"(fewer where the deadline {b['deadline']} UTC required: see the epochs column); "
+            if b["deadline"]
+            else "(no deadline); "
+        )
+        + "one CPU thread on a shared 2-core machine. Test error of the last epoch (no "
         "model selection on the test set). Generative p(y|x): K = "
         f"{b['gen_particles']} draws of z per label on the first {b['gen_images']} test images.",
         "",
         "| labels | method | epochs | test error q(y\\|x) % | test error p(y\\|x) % | "
-        "train s | paper M2 error % | Pyro tutorial error % |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|",
+        "train s | paper M2 error % | Pyro tutorial error % | seed | status |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results["rows"]:
-        paper = PAPER_M2_ERROR.get(r["labels"])
-        tut = PYRO_TUTORIAL_ACCURACY.get(r["labels"])
+        mnist = b["dataset"] == "mnist"  # the references are MNIST numbers
+        paper = PAPER_M2_ERROR.get(r["labels"]) if mnist else None
+        tut = PYRO_TUTORIAL_ACCURACY.get(r["labels"]) if mnist else None
         gen = f"{r['generative_error']:.2f}" if "generative_error" in r else "-"
         epochs = r.get("epochs", "-") if "epochs" in r else f"{r['steps']} steps"
+        reached = r.get("final", r.get("epochs", b["max_epochs"]) >= b["max_epochs"])
+        status = "final" if reached else "stopped by deadline"
         lines.append(
             f"| {r['labels']} | {r['method']} | {epochs} | {r['test_error']:.2f} | {gen} | "
             f"{r.get('train_seconds', r.get('seconds', 0)):.0f} | "
             f"{paper if paper and r['method'] == 'M2' else '-'} | "
-            f"{f'{100 - tut:.1f}' if tut and r['method'] == 'M2' else '-'} |"
+            f"{f'{100 - tut:.1f}' if tut and r['method'] == 'M2' else '-'} | "
+            f"{r['seed']} | {status} |"
         )
     t = results.get("timing")
     if t:
@@ -295,8 +315,20 @@ def write_results(results: dict, out: Path) -> None:
             f"{t['images']} images (same networks, batch {t['batch_size']}): ratio "
             f"**{t['ratio']:.2f}x** (target <= 12x).",
         ]
+    lines += _summary(results["rows"], b["test_images"])
+    pending = results.get("pending") or []
+    lines += [
+        "",
+        "A row is written when its run ends: status 'final' when it reached the budget's "
+        "epochs, 'stopped by deadline' when --deadline cut it short (not final). "
+        + (
+            f"Still to run: {', '.join(pending)}."
+            if pending and not results["finished"]
+            else "No run is still to do."
+        ),
+    ]
     m2_100 = [r for r in results["rows"] if r["method"] == "M2" and r["labels"] == 100]
-    if m2_100:
+    if m2_100 and b["dataset"] == "mnist":
         best = min(r["test_error"] for r in m2_100)
         verdict = "reached" if best <= 6.8 else "not reached"
         lines += [
@@ -317,6 +349,34 @@ def write_results(results: dict, out: Path) -> None:
         "(z = mean of q(z | x, y) with the classifier's label; style kept, label changed).",
     ]
     (out / "semi_supervised.md").write_text("\n".join(lines) + "\n")
+
+
+def _summary(rows: list[dict], test_images: int) -> list[str]:
+    """Mean test error of q(y|x) over seeds per label count and method, and whether IW-M2
+    matches the supervised-only classifier on the same labels (issue 17)."""
+    lines = []
+    for lab in sorted({r["labels"] for r in rows}):
+        by_method: dict[str, list[float]] = {}
+        for r in rows:
+            if r["labels"] == lab:
+                by_method.setdefault(r["method"], []).append(r["test_error"])
+        if len(by_method) < 2:
+            continue
+        mean = {m: sum(v) / len(v) for m, v in by_method.items()}
+        parts = [f"{m} {mean[m]:.2f}% ({len(v)} seeds)" for m, v in by_method.items()]
+        lines += [
+            "",
+            f"{lab} labels, mean test error of q(y|x): " + "; ".join(parts) + f" (one test "
+            f"image is {100 / test_images:.2f}%).",
+        ]
+        iw = [m for m in mean if m.startswith("IW-M2")]
+        if iw and "supervised" in mean:
+            ok = mean[iw[0]] <= mean["supervised"]
+            lines[-1] += (
+                f" IW-M2 {'matches or beats' if ok else 'does not match'} the supervised-only "
+                f"classifier on the same labels ({mean[iw[0]]:.2f}% vs {mean['supervised']:.2f}%)."
+            )
+    return lines
 
 
 def plot_curves(rows: list[dict], path: Path) -> None:
@@ -410,6 +470,7 @@ def main(argv: list[str] | None = None) -> dict:
             for obj in (["elbo", "iwae"] if lab in args.iwae_labels else ["elbo"])]  # fmt: skip
     analogies_done = False
     for i, (lab, seed, obj) in enumerate(jobs):
+        results["pending"] = [f"{o} with {la} labels, seed {se}" for la, se, o in jobs[i:]]
         mask = partial_labels(data, lab, seed=seed)
         if not any(r["method"] == "supervised" and r["labels"] == lab and r["seed"] == seed
                    for r in results["rows"]):  # fmt: skip
@@ -431,6 +492,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"(p(y|x): {row['generative_error']:.2f}%), {row['epochs']} epochs", flush=True)  # fmt: skip
         write_results(results, out)
         plot_curves(results["rows"], out / "semi_supervised_error.png")
+    results["pending"] = []
     results["finished"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
     write_results(results, out)
     plot_curves(results["rows"], out / "semi_supervised_error.png")
