@@ -3,6 +3,7 @@ its commands. Tiny budgets: a few hundred molecules, tiny GRUs, one or two epoch
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pyro
@@ -13,6 +14,7 @@ pytest.importorskip("rdkit")
 pytest.importorskip("selfies")
 
 import pyro_cvae as pc  # noqa: E402
+from pyro_cvae.cli import main  # noqa: E402
 from pyro_cvae.data.molecules import (  # noqa: E402
     END,
     PAD,
@@ -161,3 +163,37 @@ class TestTraining:
         with pytest.raises(ValueError, match="special tokens"):
             MoleculeConfig(tokens=("[C]",))
         assert json.loads(MoleculeConfig().to_json())["__class__"] == "MoleculeConfig"
+
+
+class TestCommands:
+    def test_train_sample_score(self, data, tmp_path, capsys):
+        run = tmp_path / "run"
+        assert main(["train", "--dataset", "moses", "--train-size", "300", "--epochs", "1",
+                     "--batch-size", "64", "--latent-dim", "4", "--hidden", "16",
+                     "--eval-samples", "3", "--out", str(run), "--quiet"]) == 0  # fmt: skip
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert 0 <= metrics["validity"] <= 1 and "logp_spearman" in metrics
+        assert isinstance(pc.load(run), MoleculeCVAE)
+
+        out = tmp_path / "mols.csv"
+        assert main(["sample", "--run", str(run), "--condition", "logp=2.5,qed=0.8", "-n", "12",
+                     "--out", str(out)]) == 0  # fmt: skip
+        rows = list(csv.DictReader(out.read_text().splitlines()))
+        assert len(rows) == 12 and {"smiles", "valid", "logp", "requested_logp"} <= set(rows[0])
+        assert float(rows[0]["requested_logp"]) == 2.5
+        if any(r["valid"] == "True" for r in rows):
+            assert out.with_suffix(".png").exists()
+
+        mine = tmp_path / "mine.csv"
+        mine.write_text("SMILES\nCCO\nc1ccccc1O\n")
+        assert main(["score", "--run", str(run), "--molecules", str(mine), "-k", "4"]) == 0
+        scores = list(csv.DictReader((run / "scores.csv").read_text().splitlines()))
+        assert [r["smiles"] for r in scores] == ["CCO", "c1ccccc1O"]
+        assert all(float(r["neg_log_px"]) > 0 for r in scores)
+
+        mine.write_text("SMILES\nCCO\nC1CC(\n")
+        capsys.readouterr()
+        assert main(["score", "--run", str(run), "--molecules", str(mine)]) == 2
+        assert "line 3: RDKit cannot parse the SMILES 'C1CC('" in capsys.readouterr().err
+        assert main(["sample", "--run", str(run), "--condition", "logp=99"]) == 2
+        assert "outside the trained range" in capsys.readouterr().err

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import run_folder_of
-from ..data import BINARIZATIONS, DATASETS, load_schema
+from ..data import BINARIZATIONS, DATASETS, MOLECULE_DATASETS, load_schema
 
 __all__ = [
     "int_list",
@@ -84,7 +84,7 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dataset",
         default="digits",
-        choices=list(DATASETS),
+        choices=[*DATASETS, *MOLECULE_DATASETS],
         help="data set (default: digits, shipped with scikit-learn)",
     )
     p.add_argument(

@@ -9,7 +9,7 @@ import pyro
 import torch
 
 from .. import plots
-from ..models import load
+from ..models import MoleculeCVAE, load
 from ..train import output_path
 from ._common import (
     attribute_conditions,
@@ -17,6 +17,7 @@ from ._common import (
     positive_int,
     run_folder,
 )
+from ._molecules import sample_molecules
 
 __all__ = ["add_parser", "run"]
 
@@ -66,6 +67,8 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     model = load(args.run)
     pyro.set_rng_seed(args.seed)
+    if isinstance(model, MoleculeCVAE):  # SMILES with properties (CSV) and a drawn grid
+        return sample_molecules(args, model)
     folder = run_folder(args.run)
     cfg = model.config
     if args.condition or cfg.condition_dim:

@@ -11,12 +11,13 @@ from ..applications import (
     anomaly_scores,
 )
 from ..data import load_run_data
-from ..models import load
+from ..models import MoleculeCVAE, load
 from ..train import output_path
 from ._common import (
     images_from_npz,
     positive_int,
 )
+from ._molecules import score_molecules
 
 __all__ = ["add_parser", "run"]
 
@@ -50,6 +51,10 @@ def add_parser(sub) -> None:
         default=None,
         help="CSV path or folder (default: <run>/scores.csv, numbered when taken)",
     )
+    sc.add_argument(
+        "--molecules", default=None,
+        help="molecule runs: a CSV with a SMILES column to score instead of --split",
+    )  # fmt: skip
     sc.add_argument("--seed", type=int, default=0, help="random seed (0)")
     sc.add_argument("--data-dir", default=None, help="data folder, as for train")
 
@@ -57,6 +62,8 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     model = load(args.run)
     pyro.set_rng_seed(args.seed)
+    if isinstance(model, MoleculeCVAE):  # -log p(x | c) per molecule, c its own properties
+        return score_molecules(args, model)
     cfg = model.config
     if args.images:
         x, y = images_from_npz(args.images, model)

@@ -411,13 +411,13 @@ def read_molecules(
     path: str | Path,
     tokens: Sequence[str],
     length: int,
-    schema: AttributeSchema,
+    schema: AttributeSchema | None,
     *,
     column: str = "SMILES",
     progress: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """A user's CSV of SMILES as a model reads it: ids (N, length), conditions (N, P) from the
-    molecules' own RDKit properties, and the SMILES.
+    molecules' own RDKit properties (``None`` without a ``schema``), and the SMILES.
 
     Raises:
         ValueError: naming the file's line of the first SMILES that RDKit cannot parse, that has
@@ -445,4 +445,5 @@ def read_molecules(
                    f"it has {len(ts)} SELFIES tokens, the model reads at most {length - 1}")  # fmt: skip
             raise ValueError(f"{path}, line {line}: the molecule {s!r} cannot be scored: {why}")
         token_lists.append(ts)
-    return vocab.encode(token_lists, length), encode_properties(props, schema), smiles
+    y = None if schema is None else encode_properties(props[:, : len(schema.attributes)], schema)
+    return vocab.encode(token_lists, length), y, smiles
