@@ -1,0 +1,39 @@
+"""Smoke test of experiments/molecules.py with its tiny budget."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("rdkit")
+pytest.importorskip("selfies")
+if importlib.util.find_spec("moses") is None:
+    pytest.skip("molsets is not installed", allow_module_level=True)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location(
+        "exp_molecules", ROOT / "experiments" / "molecules.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tiny_run_writes_results(tmp_path):
+    out = _load().main(["--tiny", "--results-dir", str(tmp_path)])
+    assert set(out["models"]) == {"CVAE", "VAE"}
+    for m in out["models"].values():
+        assert 0 <= m["validity"] <= 1 and "logp_spearman" in m
+    assert json.loads((tmp_path / "molecules.tiny.json").read_text())["logp_grid"]
+    assert "MOSES VAE" in (tmp_path / "molecules.tiny.md").read_text()
+
+
+def test_every_flag_has_help():
+    parser = _load().build_parser()
+    for action in parser._actions:
+        if action.option_strings and action.dest != "help":
+            assert action.help, action.dest
