@@ -25,15 +25,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import torch
 from sklearn.metrics import roc_auc_score
 
-from .data import SCHEMAS, load_dataset, save_schema
+from .data import SCHEMAS, AttributeSchema, TableSchema, load_dataset, save_schema
 from .evaluate import log_likelihood, log_marginal
 from .models import CVAE, ModelConfig
 from .train import TrainConfig, fit
 
 __all__ = [
+    "sample_rows",
     "lerp",
     "slerp",
     "INTERPOLATIONS",
@@ -286,3 +288,44 @@ def train_attribute_model(
     save_schema(out, schema)
     model.save(out / "model.pt", attributes=schema.to_dict())
     return model, data, history
+
+
+@torch.no_grad()
+def sample_rows(
+    model,
+    num_samples: int,
+    *,
+    table: TableSchema | None = None,
+    conditions: list[dict] | None = None,
+    schema: AttributeSchema | None = None,
+    labels: list[int] | None = None,
+    temperature: float = 1.0,
+) -> pd.DataFrame:
+    """Generate rows of a table (or vectors) with the table's own columns and types.
+
+    Draws ``num_samples`` rows from p(x | z, y) per condition: one per dict of ``conditions``
+    (attribute values, encoded by ``schema``), per label of ``labels``, or unconditionally.
+    The condition columns are filled in with the requested values; with ``table`` the columns
+    come back in the table's order and types, without it (plain vectors) as ``x0, x1, ...``.
+    """
+    if conditions is not None:
+        if schema is None:
+            raise ValueError(
+                "conditions given as attribute values need the schema that encodes them"
+            )
+        y, given = schema.encode(conditions).to(model.device), conditions
+    elif labels is not None:
+        y, given = torch.as_tensor(labels, device=model.device), [{"label": v} for v in labels]
+    else:
+        y, given = None, [{}]
+    x = model.sample(y, num_samples, mean=False, temperature=temperature)
+    x = x.reshape(len(given) * num_samples, -1)  # (M n, width)
+    if table is not None:
+        rows = table.decode(x)
+    else:
+        rows = pd.DataFrame(x.cpu().numpy(), columns=[f"x{i}" for i in range(x.shape[-1])])
+    for name in reversed(list(given[0])):
+        rows.insert(0, name, [g[name] for g in given for _ in range(num_samples)])
+    if table is not None:
+        rows = rows[[c for c in table.order if c in rows.columns]]
+    return rows

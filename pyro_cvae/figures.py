@@ -20,12 +20,15 @@ __all__ = ["write_figures"]
 @torch.no_grad()
 def write_figures(model, data: Dataset, folder: str | Path, rows=None) -> list[Path]:
     """Write samples, reconstructions, the latent scatter, training curves (given ``rows``) and,
-    for M2, analogies into ``folder``; returns the paths written."""
+    for M2, analogies into ``folder``; returns the paths written. Data that are not images
+    (vectors, table rows) get the latent scatter and the curves only."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     test = data.eval_split("test").to(model.device)
     y = test.y if model.config.cond_width else None
+    if len(model.config.image_shape) != 3:
+        return _latent_and_curves(model, data, test, y, folder, rows)
     if model.config.num_classes:
         labels = torch.arange(model.config.num_classes, device=model.device)
         plots.samples_grid(model.sample(labels, 10), data.class_names, path=folder / "samples.png")
@@ -59,4 +62,15 @@ def write_figures(model, data: Dataset, folder: str | Path, rows=None) -> list[P
                          nrow=model.config.num_classes + 1, path=folder / "analogies.png",
                          title="test image | re-generated with every label")  # fmt: skip
         written.append(folder / "analogies.png")
+    return written
+
+
+def _latent_and_curves(model, data: Dataset, test, y, folder: Path, rows) -> list[Path]:
+    loc, _ = model.encode(test.x, y)
+    labels = test.y if test.y.dim() == 1 and model.config.num_classes else None
+    plots.latent_scatter(loc, labels, data.class_names, path=folder / "latent.png")
+    written = [folder / "latent.png"]
+    if rows:
+        plots.training_curves(rows, path=folder / "curves.png")
+        written.append(folder / "curves.png")
     return written

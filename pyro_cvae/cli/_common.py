@@ -21,6 +21,7 @@ __all__ = [
     "positive_int",
     "index_pair",
     "add_data_args",
+    "comma_list",
     "add_run_args",
     "run_folder",
     "print_metrics",
@@ -80,12 +81,41 @@ def index_pair(text: str) -> tuple[int, int]:
     return a, b
 
 
+def comma_list(text: str) -> tuple[str, ...]:
+    values = tuple(v.strip() for v in text.split(",") if v.strip())
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return values
+
+
 def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dataset",
-        default="digits",
+        default=None,
         choices=[*DATASETS, *MOLECULE_DATASETS],
-        help="data set (default: digits, shipped with scikit-learn)",
+        help="built-in data set (default: digits, shipped with scikit-learn)",
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        metavar="PATH",
+        help="your own data instead of --dataset: a folder with one sub-folder of PNG/JPEG images "
+        "per class, a folder of images with one attribute CSV (file name, then attributes), an "
+        ".npz (x, and labels or conditions), or a CSV / Parquet table",
+    )
+    p.add_argument(
+        "--image-size",
+        type=positive_int,
+        default=None,
+        help="with --data: resize every image to N x N (needed when the sizes differ)",
+    )
+    p.add_argument(
+        "--condition",
+        type=comma_list,
+        default=None,
+        metavar="COLUMNS",
+        help="with --data: the condition columns of a table (the others are the data), or the "
+        "attribute columns to use of an attribute CSV (default: all)",
     )
     p.add_argument(
         "--data-dir",

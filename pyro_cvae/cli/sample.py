@@ -1,4 +1,5 @@
-"""``pyro-cvae sample``: images generated for labels or attribute conditions (PNG, .npz)."""
+"""``pyro-cvae sample``: images generated for labels or attribute conditions (PNG, .npz), or
+table rows and vectors (CSV, Parquet)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import pyro
 import torch
 
 from .. import plots
+from ..applications import sample_rows
+from ..data import load_schema, read_table
 from ..models import MoleculeCVAE, load
 from ..train import output_path
 from ._common import (
@@ -55,7 +58,8 @@ def add_parser(sub) -> None:
     s.add_argument(
         "--out",
         default=None,
-        help="PNG path or folder (default: <run>/sample.png, numbered when taken)",
+        help="PNG path or folder (default: <run>/sample.png, numbered when taken); for tables "
+        "and vectors a .csv or .parquet file (default: <run>/sample.csv)",
     )
     s.add_argument(
         "--npz",
@@ -71,6 +75,8 @@ def run(args) -> int:
         return sample_molecules(args, model)
     folder = run_folder(args.run)
     cfg = model.config
+    if len(cfg.image_shape) != 3:
+        return _sample_rows(args, model, folder)
     if args.condition or cfg.condition_dim:
         return _sample_conditions(args, model, folder)
     if cfg.num_classes:
@@ -121,4 +127,38 @@ def _sample_conditions(args, model, folder: Path) -> int:
         cond = np.repeat(c.cpu().numpy(), images.shape[1], axis=0)
         np.savez(args.npz, images=flat, conditions=cond)
         print(f"wrote {args.npz} (images {flat.shape}, conditions {cond.shape})")
+    return 0
+
+
+def _sample_rows(args, model, folder: Path) -> int:
+    """Rows of a table (or vectors), in the table's own columns and types, as CSV or Parquet."""
+    cfg = model.config
+    kwargs: dict = {"table": read_table(folder), "temperature": args.temperature}
+    if cfg.condition_dim:
+        if args.label:
+            raise ValueError("this model takes --condition, not --label; drop --label")
+        need_conditions(model, folder, args.condition)
+        schema = load_schema(folder)
+        kwargs.update(conditions=[schema.parse(t) for t in args.condition], schema=schema)
+    elif cfg.num_classes:
+        if args.condition:
+            raise ValueError("this model is conditioned on labels; use --label, not --condition")
+        labels = args.label if args.label is not None else list(range(cfg.num_classes))
+        bad = [v for v in labels if not 0 <= v < cfg.num_classes]
+        if bad:
+            raise ValueError(
+                f"--label {bad[0]} is out of range: labels are 0..{cfg.num_classes - 1}"
+            )
+        kwargs["labels"] = labels
+    elif args.label or args.condition:
+        raise ValueError("this model is unconditional; drop --label and --condition")
+    rows = sample_rows(model, args.num, **kwargs)
+    out = output_path(args.run, "sample.csv", args.out)
+    if out.suffix.lower() in (".parquet", ".pq"):
+        rows.to_parquet(out, index=False)
+    elif out.suffix.lower() == ".csv":
+        rows.to_csv(out, index=False)
+    else:
+        raise ValueError(f"--out {out}: rows are written as .csv or .parquet; name such a file")
+    print(f"wrote {out} ({len(rows)} rows, columns {', '.join(map(str, rows.columns))})")
     return 0

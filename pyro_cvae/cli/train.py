@@ -13,7 +13,7 @@ from pathlib import Path
 import pyro
 
 from ..checkpoint import CheckpointError, load_latest_good
-from ..data import SCHEMAS, load_dataset, save_schema
+from ..data import default_binarize, is_molecule_data, load_dataset, save_schema, save_table
 from ..evaluate import evaluate, semisupervised_metrics
 from ..figures import write_figures
 from ..infer.objectives import OBJECTIVES
@@ -22,6 +22,7 @@ from ..nn.nets import ACTIVATIONS
 from ..nn.priors import PRIORS
 from ..train import SemiSupervisedConfig, SemiSupervisedFamily, TrainConfig, fit
 from ._common import add_data_args, int_list, key_value, positive_int, print_metrics
+from ._molecules import train_molecules
 
 __all__ = ["add_parser", "run"]
 
@@ -94,9 +95,10 @@ def add_parser(sub) -> None:
     )  # fmt: skip
     t.add_argument(
         "--likelihood",
-        default="bernoulli",
+        default=None,
         choices=list(LIKELIHOODS),
-        help="observation model p(x | z, y) (default bernoulli)",
+        help="observation model p(x | z, y) (default: table for tables, gaussian for data "
+        "outside [0, 1], else bernoulli)",
     )
     t.add_argument(
         "--x-scale", type=float, default=0.1, help="gaussian likelihood: noise scale (default 0.1)"
@@ -202,9 +204,14 @@ def _check_flags(args) -> None:
 def run(args) -> int:
     _check_flags(args)
     semi = _semi_supervised(args)
-    binarize = args.binarize or (
-        "dynamic" if args.likelihood == "bernoulli" and args.dataset not in SCHEMAS else "none"
-    )
+    if args.data and args.dataset:
+        raise ValueError(
+            "give either --dataset (a built-in set) or --data PATH (your own), not both"
+        )
+    if not args.data and (args.image_size or args.condition):
+        raise ValueError("--image-size and --condition describe your own data; add --data PATH")
+    source = args.data or args.dataset or "digits"
+    binarize = args.binarize or default_binarize(source, args.likelihood)
     # validate every setting before touching data or files
     common = dict(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, objective=args.objective,
@@ -224,8 +231,11 @@ def run(args) -> int:
         )  # fmt: skip
     else:
         train_cfg = TrainConfig(**common, alpha=args.alpha)
-    data = load_dataset(args.dataset, binarize=binarize, data_dir=args.data_dir, seed=args.seed,
-                        train_size=args.train_size)  # fmt: skip
+    files = dict(image_size=args.image_size, condition=args.condition) if args.data else {}
+    data = load_dataset(source, binarize=binarize, data_dir=args.data_dir, seed=args.seed,
+                        train_size=args.train_size, **files)  # fmt: skip
+    if is_molecule_data(data):  # SMILES as tokens: the sequence CVAE (pyro_cvae.models.molecules)
+        return train_molecules(args, data, train_cfg)
     model_cfg = ModelConfig.for_data(
         data, unconditional=args.unconditional, latent_dim=args.latent_dim,
         latent_dims=args.latent_dims, hidden_dims=args.hidden, net=args.net,
@@ -234,9 +244,7 @@ def run(args) -> int:
         prior=args.prior, prior_options=dict(args.prior_option),
     )  # fmt: skip
     if semi and not model_cfg.num_classes:
-        raise ValueError(
-            f"--semi-supervised needs class labels; data set {args.dataset!r} has none"
-        )
+        raise ValueError(f"--semi-supervised needs class labels; data set {source!r} has none")
     if args.batch_size > len(data.train):
         print(f"note: --batch-size {args.batch_size} exceeds the {len(data.train)} training "
               "images: one full-batch step per epoch")  # fmt: skip
@@ -255,6 +263,9 @@ def run(args) -> int:
     if data.schema is not None and model_cfg.condition_dim:
         save_schema(out, data.schema)
         extra["attributes"] = data.schema.to_dict()
+    if data.table is not None:
+        save_table(out, data.table)
+        extra["table"] = data.table.to_dict()
     model.save(out / "model.pt", data={"name": data.name, "binarize": data.binarize}, **extra)
     save_safetensors(model, out / "model.safetensors")
     figures = write_figures(model, data, out, history.rows)

@@ -1,5 +1,6 @@
-"""Layer 1, data: in-memory splits with their condition, the built-in data sets, partial labels,
-attribute schemas and the coloured-digit data set.
+"""Layer 1, data: in-memory splits with their condition, the built-in data sets, the user's own
+files (image folders, .npz, tables), partial labels, attribute and table schemas and the
+coloured-digit data set.
 
 Imports only layer 0 (:mod:`pyro_cvae._validate`) and third-party libraries.
 """
@@ -24,10 +25,19 @@ from .colored import (
     dominant_color,
 )
 from .core import BINARIZATIONS, Dataset, Split, binarize_draw, default_data_dir
+from .files import FILE_SOURCES, DataFileError, detect_source, load_files
 from .labels import partial_labels
-from .loaders import DATASETS, load_dataset, load_run_data, load_schema
+from .loaders import DATASETS, default_binarize, load_dataset, load_run_data, load_schema
 from .molecules import MOLECULE_DATASETS, is_molecule_data, load_moses
 from .names import DIGIT_NAMES, FASHION_NAMES
+from .tables import (
+    TABLE_FILE,
+    TABLE_KINDS,
+    TableColumn,
+    TableSchema,
+    read_table,
+    save_table,
+)
 
 __all__ = [
     "ATTRIBUTE_KINDS",
@@ -38,6 +48,8 @@ __all__ = [
     "Categorical",
     "Continuous",
     "DATASETS",
+    "DataFileError",
+    "FILE_SOURCES",
     "DIGIT_NAMES",
     "Dataset",
     "MOLECULE_DATASETS",
@@ -46,19 +58,28 @@ __all__ = [
     "SCHEMAS",
     "SCHEMA_FILE",
     "Split",
+    "TABLE_FILE",
+    "TABLE_KINDS",
+    "TableColumn",
+    "TableSchema",
     "binarize_draw",
     "check_images",
     "check_labels",
     "colored_splits",
     "colorize",
+    "default_binarize",
     "default_data_dir",
+    "detect_source",
     "dominant_color",
     "is_molecule_data",
     "load_dataset",
+    "load_files",
     "load_moses",
     "load_run_data",
     "load_schema",
     "partial_labels",
     "read_schema",
+    "read_table",
     "save_schema",
+    "save_table",
 ]

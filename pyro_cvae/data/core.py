@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from .attributes import AttributeSchema
+from .tables import TableSchema
 
 __all__ = ["Split", "Dataset", "BINARIZATIONS", "default_data_dir", "binarize_draw"]
 
@@ -45,7 +46,8 @@ def default_data_dir() -> Path:
 
 @dataclass
 class Split:
-    """One split of a data set: images ``x`` (N, C, H, W) in [0, 1] and conditions ``y``.
+    """One split of a data set: images ``x`` (N, C, H, W) in [0, 1] (or vectors, table rows
+    (N, D)) and conditions ``y``.
 
     ``y`` is (N,) integer class labels, or (N, width) attribute vectors; which one is told by
     the :class:`Dataset` it belongs to (:attr:`Dataset.condition`).
@@ -83,6 +85,23 @@ class Dataset:
     binarize: str = "none"
     meta: dict = field(default_factory=dict)
     schema: AttributeSchema | None = None
+    #: the columns of a table data set (``x`` holds encoded rows of shape (N, table.width))
+    table: TableSchema | None = None
+
+    @property
+    def is_image(self) -> bool:
+        """Whether the items are images (C, H, W) rather than vectors or table rows."""
+        return len(self.image_shape) == 3
+
+    @property
+    def default_likelihood(self) -> str:
+        """``"table"`` for tables, ``"gaussian"`` for data outside [0, 1], else ``"bernoulli"``."""
+        if self.table is not None:
+            return "table"
+        x = self.train.x
+        if x.numel() and (x.min() < 0 or x.max() > 1):
+            return "gaussian"
+        return "bernoulli"
 
     @property
     def condition(self) -> str:
@@ -93,7 +112,7 @@ class Dataset:
         return Dataset(
             self.name, self.train.to(device), self.val.to(device), self.test.to(device),
             self.image_shape, self.num_classes, self.class_names, self.binarize, dict(self.meta),
-            self.schema,
+            self.schema, self.table,
         )  # fmt: skip
 
     def subset(self, n_train: int, n_eval: int | None = None) -> Dataset:
@@ -102,7 +121,7 @@ class Dataset:
         return Dataset(
             self.name, self.train.subset(n_train), self.val.subset(n_eval),
             self.test.subset(n_eval), self.image_shape, self.num_classes, self.class_names,
-            self.binarize, dict(self.meta), self.schema,
+            self.binarize, dict(self.meta), self.schema, self.table,
         )  # fmt: skip
 
     def batches(

@@ -22,10 +22,11 @@ from ..checkpoint import CheckpointError, run_folder_of
 from .attributes import SCHEMA_FILE, AttributeSchema, read_schema
 from .colored import SCHEMAS, colored_splits
 from .core import BINARIZATIONS, Dataset, Split, default_data_dir
+from .files import FILE_SOURCES, detect_source, load_files
 from .molecules import MOLECULE_DATASETS
 from .names import DIGIT_NAMES, FASHION_NAMES
 
-__all__ = ["DATASETS", "load_dataset", "load_run_data", "load_schema"]
+__all__ = ["DATASETS", "default_binarize", "load_dataset", "load_run_data", "load_schema"]
 
 
 def _split_indices(y: np.ndarray, fractions: tuple[float, float], seed: int):
@@ -177,36 +178,86 @@ DATASETS: dict[str, Callable[[Path, int], dict]] = {
 }
 
 
+def default_binarize(name: str | Path, likelihood: str | None) -> str:
+    """The binarisation used unless one is asked for: ``"dynamic"`` for grey-level image sets
+    under a Bernoulli likelihood (``None`` means the default, Bernoulli), else ``"none"`` (attribute
+    sets, tables, arrays and every other likelihood)."""
+    if likelihood not in (None, "bernoulli"):
+        return "none"
+    if str(name) in MOLECULE_DATASETS:  # token ids are never binarised
+        return "none"
+    if str(name) in DATASETS:
+        return "none" if str(name) in SCHEMAS else "dynamic"
+    return "dynamic" if detect_source(name) == "image-folder" else "none"
+
+
 def load_dataset(
-    name: str = "digits",
+    name: str | Path = "digits",
     *,
-    binarize: str = "dynamic",
+    binarize: str | None = None,
     data_dir: str | Path | None = None,
     seed: int = 0,
     train_size: int | None = None,
+    image_size: int | None = None,
+    condition: str | list[str] | None = None,
+    source: str | None = None,
 ) -> Dataset:
-    """Load a data set by name as in-memory tensors.
+    """Load a built-in data set by name, or the user's own data by path, as in-memory tensors.
 
     Args:
-        name: one of :data:`DATASETS` (``"digits"`` ships with scikit-learn and is the default).
-        binarize: ``"dynamic"``, ``"fixed"`` or ``"none"`` (see the module docstring).
+        name: one of :data:`DATASETS` (``"digits"`` ships with scikit-learn and is the default),
+            or the path of a folder of images (one sub-folder per class, or images with one
+            attribute CSV), an ``.npz``, or a CSV / Parquet table (see
+            :mod:`pyro_cvae.data.files`).
+        binarize: ``"dynamic"``, ``"fixed"`` or ``"none"`` (see the module docstring). Default:
+            ``"dynamic"`` for a built-in set, :func:`default_binarize` for a path (``"dynamic"``
+            for an image folder with classes, ``"none"`` otherwise).
         data_dir: folder searched for torchvision-style raw files (default
             :func:`default_data_dir`).
-        seed: seed of the ``"fixed"`` binarisation draw.
+        seed: seed of the ``"fixed"`` binarisation draw, and of the train / validation / test
+            split of the user's data (stratified where there are classes).
         train_size: keep only the first N training images (and N validation and test images);
             recorded in ``meta["train_size"]``.
+        image_size: the user's images: resize every image to this square size.
+        condition: a table's condition columns (a list or ``"a,b"``); the others are the data.
+            For an image folder with an attribute CSV: the attribute columns to use (default all).
+        source: the kind of the user's data, a key of :data:`FILE_SOURCES` (default: detected).
 
     Returns:
         a :class:`Dataset` with ``train``, ``val`` and ``test`` splits.
     """
     if str(name) in MOLECULE_DATASETS:  # token rows and properties: pyro_cvae.data.molecules
         return MOLECULE_DATASETS[str(name)](Path(data_dir) if data_dir else None, train_size)
-    if name not in DATASETS:
-        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
+    if str(name) not in DATASETS and not Path(name).exists():
+        raise ValueError(
+            f"unknown data set {str(name)!r}: it is neither a built-in ({', '.join(DATASETS)}) "
+            f"nor an existing path; give a folder of images, an .npz, or a table "
+            f"({', '.join(FILE_SOURCES)})"
+        )
+    if binarize is None:
+        binarize = "dynamic" if str(name) in DATASETS else default_binarize(name, None)
     if binarize not in BINARIZATIONS:
         raise ValueError(f"unknown binarize {binarize!r}; choose one of {', '.join(BINARIZATIONS)}")
-    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
-    parts = DATASETS[name](data_dir, seed)
+    meta: dict = {}
+    if str(name) in DATASETS:
+        if image_size is not None or condition or source:
+            raise ValueError(
+                f"image_size, condition and source are for your own data by path; the built-in "
+                f"data set {name!r} takes none of them"
+            )
+        data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+        parts = DATASETS[str(name)](data_dir, seed)
+        meta["source"] = parts.get("source", "scikit-learn load_digits" if name == "digits" else "")
+        schema, table = SCHEMAS.get(str(name)), None
+    else:
+        parts = load_files(name, source=source, image_size=image_size, condition=condition,
+                           seed=seed)  # fmt: skip
+        if isinstance(condition, str):
+            condition = [c.strip() for c in condition.split(",") if c.strip()]
+        meta.update(path=str(Path(name).resolve()), source=parts["kind"], image_size=image_size,
+                    condition=list(condition or []), split_seed=seed)  # fmt: skip
+        schema, table = parts.get("schema"), parts.get("table")
+        name = Path(name).name
     splits = {k: parts[k] for k in ("train", "val", "test")}
     if binarize == "fixed":
         g = torch.Generator().manual_seed(seed)
@@ -220,10 +271,9 @@ def load_dataset(
         num_classes=len(names),
         class_names=names,
         binarize=binarize,
-        meta={
-            "source": parts.get("source", "scikit-learn load_digits" if name == "digits" else "")
-        },
-        schema=SCHEMAS.get(name),
+        meta=meta,
+        schema=schema,
+        table=table,
     )
     if train_size:
         data = data.subset(train_size)
@@ -243,6 +293,15 @@ def load_run_data(run: str | Path, data_dir: str | Path | None = None) -> Datase
     if not cfg_path.exists():
         raise CheckpointError(f"{folder} has no config.json; was it written by `pyro-cvae train`?")
     spec = json.loads(cfg_path.read_text())["data"]
+    if "path" in spec:  # the user's own data: the same file, options and split
+        if not Path(spec["path"]).exists():
+            raise FileNotFoundError(
+                f"{folder} was trained on {spec['path']}, which no longer exists; put the data "
+                "back there to evaluate or reconstruct"
+            )
+        return load_dataset(spec["path"], binarize=spec["binarize"], seed=spec["split_seed"],
+                            train_size=spec.get("train_size"), image_size=spec.get("image_size"),
+                            condition=spec.get("condition"), source=spec.get("source"))  # fmt: skip
     return load_dataset(spec["name"], binarize=spec["binarize"], data_dir=data_dir,
                         train_size=spec.get("train_size"))  # fmt: skip
 

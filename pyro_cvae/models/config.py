@@ -7,12 +7,13 @@ networks, likelihoods and priors below it; it is stored beside every checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from .._frozen import FrozenConfig
 from .._validate import choice, positive_int
 from ..data import Dataset
-from ..nn.likelihoods import LIKELIHOOD_CLASSES
+from ..nn.likelihoods import LIKELIHOOD_CLASSES, TABLE_COLUMN_KINDS
 from ..nn.nets import ACTIVATIONS, NETS
 from ..nn.priors import PRIORS
 
@@ -32,7 +33,8 @@ class ModelConfig(FrozenConfig):
     digits); the stored config always holds the resolved number.
     """
 
-    image_shape: tuple[int, int, int] = (1, 8, 8)  # (C, H, W)
+    # shape of one data item: (C, H, W) for images, (D,) for vectors and encoded table rows
+    image_shape: tuple[int, ...] = (1, 8, 8)
     num_classes: int | None = None  # 0: no label; None: 0 with condition_dim, else 10
     condition_dim: int = 0  # width of a real-valued condition vector (exclusive with labels)
     latent_dim: int = 8
@@ -48,16 +50,19 @@ class ModelConfig(FrozenConfig):
     # widths of L >= 2 stochastic layers, bottom (z1, next to x) first: a hierarchical model
     # (pyro_cvae.hierarchical); empty: one layer of latent_dim. latent_dim is then latent_dims[0].
     latent_dims: tuple[int, ...] = ()
+    # likelihood "table" only: (kind, width) of each column of a row (TableSchema.layout)
+    table_columns: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         shape = tuple(self.image_shape)
         object.__setattr__(self, "image_shape", shape)
         object.__setattr__(self, "hidden_dims", tuple(self.hidden_dims))
-        if len(shape) != 3 or any(
+        if len(shape) not in (1, 3) or any(
             isinstance(s, bool) or not isinstance(s, int) or s <= 0 for s in shape
         ):
             raise ValueError(
-                f"image_shape must be three positive integers (C, H, W), got {self.image_shape!r}"
+                "image_shape must be three positive integers (C, H, W) for images, or one (D,) "
+                f"for vectors and table rows, got {self.image_shape!r}"
             )
         if isinstance(self.condition_dim, bool) or not isinstance(self.condition_dim, int):
             raise ValueError(f"condition_dim must be an integer >= 0, got {self.condition_dim!r}")
@@ -89,6 +94,7 @@ class ModelConfig(FrozenConfig):
                 f"net='conv' is built for 28x28 images, got image_shape {shape}; use net='mlp'"
             )
         choice("likelihood", self.likelihood, LIKELIHOODS)
+        self._check_table_columns()
         if not (isinstance(self.x_scale, (int, float)) and self.x_scale > 0):
             raise ValueError(f"x_scale must be a positive number, got {self.x_scale!r}")
         choice("prior", self.prior, tuple(PRIORS))
@@ -99,6 +105,39 @@ class ModelConfig(FrozenConfig):
             raise ValueError(
                 f"prior {self.prior!r} has no option(s) {unknown}; it accepts: "
                 f"{', '.join(PRIORS[self.prior].OPTIONS) or 'none'}"
+            )
+
+    def _check_table_columns(self) -> None:
+        cols = tuple(tuple(c) for c in self.table_columns)
+        object.__setattr__(self, "table_columns", cols)
+        if self.likelihood != "table":
+            if cols:
+                raise ValueError(
+                    f"table_columns describe the rows of likelihood 'table', but likelihood is "
+                    f"{self.likelihood!r}; drop table_columns or use likelihood='table'"
+                )
+            return
+        if not cols:
+            raise ValueError(
+                "likelihood 'table' needs table_columns ((kind, width) per column); build the "
+                "config with ModelConfig.for_data(pc.load_dataset('table.csv'))"
+            )
+        for c in cols:
+            if (
+                len(c) != 2
+                or c[0] not in TABLE_COLUMN_KINDS
+                or not isinstance(c[1], int)
+                or c[1] < 1
+            ):
+                raise ValueError(
+                    f"each table column is (kind, width) with kind one of "
+                    f"{', '.join(TABLE_COLUMN_KINDS)} and width >= 1, got {c!r}"
+                )
+        width = sum(w for _, w in cols)
+        if self.image_shape != (width,):
+            raise ValueError(
+                f"table_columns describe rows of width {width} but image_shape is "
+                f"{self.image_shape}; set image_shape=({width},)"
             )
 
     def _check_latent_dims(self) -> None:
@@ -134,12 +173,16 @@ class ModelConfig(FrozenConfig):
         ``condition_dim`` for an attribute schema, neither with ``unconditional=True``. Sizes
         follow the data too: 28x28 images (MNIST-like) get ``latent_dim=50`` and one hidden layer
         of 400 units (the IWAE paper's one-layer MLP); smaller images ``latent_dim=8`` and
-        (256, 256). ``pyro-cvae train`` builds its model with this, so the command line and
+        (256, 256). The likelihood follows :attr:`Dataset.default_likelihood`: ``"table"`` with
+        the table's columns for a table, ``"gaussian"`` for data outside [0, 1], else
+        ``"bernoulli"``. ``pyro-cvae train`` builds its model with this, so the command line and
         ``CVAE(ModelConfig.for_data(data))`` give the same model.
         """
-        big = data.image_shape[1] >= 28
+        big = data.is_image and data.image_shape[1] >= 28
         schema = data.schema
         defaults: dict = {
+            "likelihood": data.default_likelihood,
+            "table_columns": data.table.layout if data.table is not None else (),
             "image_shape": tuple(data.image_shape),
             "num_classes": 0 if (unconditional or schema is not None) else data.num_classes,
             "condition_dim": schema.width if (schema is not None and not unconditional) else 0,
@@ -149,7 +192,10 @@ class ModelConfig(FrozenConfig):
         dims = tuple(overrides.get("latent_dims") or ())
         if "latent_dim" not in overrides:
             defaults["latent_dim"] = dims[0] if dims else (50 if big else 8)
-        return cls(**{**defaults, **overrides})
+        merged = {**defaults, **overrides}
+        if merged["likelihood"] != "table" and "table_columns" not in overrides:
+            merged["table_columns"] = ()  # a table modelled with another likelihood
+        return cls(**merged)
 
     @property
     def hierarchical(self) -> bool:
@@ -163,8 +209,7 @@ class ModelConfig(FrozenConfig):
 
     @property
     def x_dim(self) -> int:
-        c, h, w = self.image_shape
-        return c * h * w
+        return math.prod(self.image_shape)
 
     def __hash__(self) -> int:  # prior_options is a dict; hash on the JSON text instead
         return hash(self.to_json())

@@ -75,7 +75,8 @@ class CVAE(PyroModule):
         self.decoder = make_decoder(net, shape, cw, hidden, d, act)
         self.prior = make_prior(config.prior, d, cw, config.prior_options)
         self.prior.bind(self)  # priors that need the model (VampPrior: its encoder)
-        self.likelihood = make_likelihood(config.likelihood, config.x_scale, config.learn_x_scale)
+        self.likelihood = make_likelihood(config.likelihood, config.x_scale, config.learn_x_scale,
+                                          len(config.image_shape), config.table_columns)  # fmt: skip
 
     @property
     def latent_sites(self) -> tuple[str, ...]:

@@ -95,23 +95,24 @@ class ReparamNormal(dist.Normal):
 
 
 class BernoulliImages(dist.Independent):
-    """Independent Bernoulli pixels over the last three dims (C, H, W), given logits.
+    """Independent Bernoulli pixels over the last ``event_dim`` dims ((C, H, W) by default), given
+    logits.
 
     Pixels in [0, 1] are scored as soft targets (binary cross-entropy), as torch's ``Bernoulli``
     does with its support check off; the value broadcasts against the logits (enumerated or
     vectorized leading dims).
     """
 
-    def __init__(self, logits: torch.Tensor, validate_args=None):
+    def __init__(self, logits: torch.Tensor, event_dim: int = 3, validate_args=None):
         base = dist.Bernoulli(logits=logits, validate_args=False)
-        super().__init__(base, 3, validate_args=validate_args)
+        super().__init__(base, event_dim, validate_args=validate_args)
 
     def log_prob(self, value):
         logits = self.base_dist.logits
         if value.shape != logits.shape:
             logits, value = torch.broadcast_tensors(logits, value)
         bce = F.binary_cross_entropy_with_logits(logits, value, reduction="none")
-        return -bce.sum((-3, -2, -1))
+        return -bce.sum(tuple(range(-self.reinterpreted_batch_ndims, 0)))
 
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(BernoulliImages, _instance)

@@ -1,4 +1,7 @@
-"""Encoders, decoders and a classifier that take the image shape and broadcast over samples.
+"""Encoders, decoders and a classifier that take the data shape and broadcast over samples.
+
+The data shape is (C, H, W) for images and (D,) for vectors and table rows; the MLP networks
+flatten however many trailing dimensions it has.
 
 Every network accepts inputs with extra leading dimensions (vectorized particles, enumerated
 labels): ``z`` of shape (..., B, D) and a condition of shape (B, c) are broadcast to a common
@@ -75,22 +78,23 @@ def _loc_scale(h: torch.Tensor, latent_dim: int) -> tuple[torch.Tensor, torch.Te
 
 
 class Encoder(nn.Module):
-    """q(z | x, c) as an MLP: (..., B, C, H, W), (B, c) -> loc, scale of shape (..., B, D)."""
+    """q(z | x, c) as an MLP: (..., B, *shape), (B, c) -> loc, scale of shape (..., B, D)."""
 
     def __init__(self, image_shape, cond_width: int, hidden_dims, latent_dim: int,
                  activation: str = "relu"):  # fmt: skip
         super().__init__()
         self.x_dim = math.prod(image_shape)
+        self.event_dim = len(image_shape)
         self.latent_dim = latent_dim
         self.net = MLP([self.x_dim + cond_width, *hidden_dims, 2 * latent_dim], activation)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None):
-        h = x.reshape(x.shape[:-3] + (self.x_dim,))  # (..., B, C*H*W)
+        h = x.reshape(x.shape[: x.dim() - self.event_dim] + (self.x_dim,))  # (..., B, C*H*W)
         return _loc_scale(self.net(broadcast_cat(h, c)), self.latent_dim)
 
 
 class Decoder(nn.Module):
-    """The parameters of p(x | z, c) as an MLP: (..., B, D), (B, c) -> (..., B, C, H, W)."""
+    """The parameters of p(x | z, c) as an MLP: (..., B, D), (B, c) -> (..., B, *shape)."""
 
     def __init__(self, image_shape, cond_width: int, hidden_dims, latent_dim: int,
                  activation: str = "relu"):  # fmt: skip
@@ -156,15 +160,16 @@ class ConvDecoder(nn.Module):
 
 
 class Classifier(nn.Module):
-    """An MLP classifier of images: (..., C, H, W) -> logits (..., num_classes)."""
+    """An MLP classifier of images or vectors: (..., *shape) -> logits (..., num_classes)."""
 
     def __init__(self, image_shape, num_classes: int, hidden_dims=(256,)):
         super().__init__()
         self.x_dim = math.prod(image_shape)
+        self.event_dim = len(image_shape)
         self.net = MLP([self.x_dim, *hidden_dims, num_classes])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.reshape(x.shape[:-3] + (self.x_dim,)))
+        return self.net(x.reshape(x.shape[: x.dim() - self.event_dim] + (self.x_dim,)))
 
 
 #: network family name -> (encoder class, decoder class); ``ModelConfig.net`` is one of its keys

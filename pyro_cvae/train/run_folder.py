@@ -46,15 +46,15 @@ class CheckpointWriteError(OSError):
 #: what training writes into a run folder (besides its checkpoints); ``--overwrite`` removes them
 RUN_FILES = (
     "config.json", "metrics.csv", "metrics.json", "nonfinite.json", "model.pt",
-    "model.safetensors", "attributes.json", "samples.png", "reconstructions.png", "latent.png",
+    "model.safetensors", "attributes.json", "table.json", "samples.png", "reconstructions.png", "latent.png",
     "curves.png", "analogies.png",
 )  # fmt: skip
 
 #: default names of what the commands that read a run write into it (numbered when taken:
 #: ``sample-2.png``); ``--overwrite`` removes these too, they belong to the previous run
 READER_OUTPUTS = (
-    "sample.png", "reconstruction.png", "evaluation.json", "interpolation.png", "transfer.png",
-    "scores.csv", "scores.png",
+    "sample.png", "sample.csv", "reconstruction.png", "evaluation.json", "interpolation.png",
+    "transfer.png", "scores.csv", "scores.png",
 )  # fmt: skip
 
 
