@@ -8,6 +8,8 @@ import pytest
 import torch
 
 import pyro_cvae
+from pyro_cvae.applications import anomaly_scores
+from pyro_cvae.evaluate import attribute_control
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ["colored_digits", "anomaly", "augmentation", "quadrants"]
@@ -44,8 +46,16 @@ def test_colored_digits_tiny(tmp_path):
         ["--tiny", "--out", str(tmp_path / "res"), "--runs", str(tmp_path / "runs")]
     )
     assert result["budget"]["epochs"] == 2 and result["budget"]["conditions"] == 180
-    for key in ("color_accuracy", "digit_control_score"):
-        assert 0.0 <= result["summary"][key]["mean"] <= 1.0
+    # recomputed from the run folder the script left: same model, data, seed, count
+    run = tmp_path / "runs" / "colored-digits"
+    data = pyro_cvae.load_dataset("colored-digits", binarize="none").subset(300)
+    model = pyro_cvae.load(run)  # (building it draws random numbers: before the seed)
+    torch.manual_seed(0)
+    again = attribute_control(model, data, num_per_condition=2)
+    assert again["num_images"] == 180 * 2
+    for key in ("color_accuracy", "digit_control_score", "brightness_mae"):
+        assert result["runs"][0][key] == again[key], key
+        assert result["summary"][key] == {"mean": again[key], "std": 0.0}
     for ext in ("json", "md"):
         assert (tmp_path / "res" / f"colored_digits_tiny.{ext}").stat().st_size > 0
     assert (tmp_path / "res" / "colored_digits.png").stat().st_size > 0
@@ -62,10 +72,25 @@ def test_without_class_renumbers_labels(digits):
 
 
 def test_anomaly_tiny(tmp_path):
-    result = _load("anomaly").main(["--tiny", "--out", str(tmp_path)])
+    anomaly = _load("anomaly")
+    result = anomaly.main(["--tiny", "--out", str(tmp_path)])
     assert [r["class"] for r in result["per_class"]] == [0, 1]
-    for row in result["per_class"]:
-        assert 0.0 <= row["cvae_auroc"] <= 1.0 and 0.0 <= row["vae_auroc"] <= 1.0
+    # class 0 recomputed: the same tiny models and scores; AUROC by brute force over pairs
+    data = pyro_cvae.load_dataset("digits", binarize="dynamic").subset(300, 100)
+    test = data.eval_split("test")
+    cfg = dict(anomaly.DEFAULTS["digits"], k=2, hidden=(32,))
+    nine = anomaly.without_class(data, 0)
+    models = {"cvae": anomaly._train(nine, 9, cfg, 1, 0), "vae": anomaly._train(nine, 0, cfg, 1, 0)}
+    normal, anomalous = test.x[test.y != 0][:30], test.x[test.y == 0][:30]
+    row = result["per_class"][0]
+    assert (row["num_normal"], row["num_anomalous"]) == (len(normal), len(anomalous))
+    torch.manual_seed(0)
+    for name, model in models.items():
+        s_n = anomaly_scores(model, normal, num_samples=2)
+        s_a = anomaly_scores(model, anomalous, num_samples=2)
+        pairs = (s_a[:, None] > s_n[None, :]).double() + 0.5 * (s_a[:, None] == s_n[None, :])
+        assert row[f"{name}_auroc"] == pytest.approx(pairs.mean().item(), abs=1e-12)
+        assert row[f"{name}_mean_score_anomalous"] == pytest.approx(s_a.mean().item())
     saved = json.loads((tmp_path / "anomaly.digits-tiny.json").read_text())
     assert saved["budget"]["tiny"] is True and saved["summary"] == result["summary"]
     assert (tmp_path / "anomaly.digits-tiny.png").stat().st_size > 0
@@ -87,7 +112,17 @@ def test_augmentation_tiny(tmp_path):
     result = _load("augmentation").main(["--tiny", "--out", str(tmp_path)])
     assert len(result["rows"]) == 1
     row = result["rows"][0]
-    assert row["n"] == 5 and 0.0 <= row["real"] <= 1.0 and 0.0 <= row["augmented"] <= 1.0
+    assert row["n"] == 5
+    # recomputed: the classifier of the 50 real images, counted on the first 100 test images
+    augmentation = _load("augmentation")
+    data = pyro_cvae.load_dataset("digits", binarize="none")
+    test = data.test.subset(100)
+    real = augmentation.few_labels(data.train, 5, 10, 0)
+    clf = augmentation.train_classifier(real.x, real.y, data.image_shape, 10, 0)
+    with torch.no_grad():
+        hits = sum(int(clf(x[None]).argmax()) == int(y) for x, y in zip(test.x, test.y))
+    assert row["real"] == pytest.approx(hits / 100, abs=1e-6)
+    assert row["augmented"] * 100 == pytest.approx(round(row["augmented"] * 100), abs=1e-4)
     saved = json.loads((tmp_path / "augmentation_tiny.json").read_text())
     assert saved["digits"]["budget"]["generated"] == 5
 

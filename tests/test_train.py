@@ -208,3 +208,15 @@ def test_a_non_finite_gradient_stops_the_step_before_any_parameter_changes():
     svi.loss.differentiable_loss = lambda model, guide, w: (w**2).sum()
     svi.step(w)
     assert torch.all(w.detach() < 1.0)
+
+
+def test_train_classifier_leaves_the_callers_random_state(digits_small, monkeypatch):
+    """Trained, or read from its disk cache: the caller's torch RNG is where it was."""
+    from pyro_cvae.train import classifier as clf_module
+
+    for _ in ("train and write the cache", "read the disk cache"):
+        monkeypatch.setattr(clf_module, "_CLASSIFIERS", {})
+        torch.manual_seed(0)
+        before = torch.get_rng_state()
+        clf_module.train_classifier(digits_small, epochs=1)
+        assert torch.equal(torch.get_rng_state(), before)

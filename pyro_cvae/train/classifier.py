@@ -41,8 +41,9 @@ def train_classifier(
     if cache and key in _CLASSIFIERS:
         return _CLASSIFIERS[key]
     path = default_data_dir() / "classifiers" / f"{key}.pt"
-    clf = LabelClassifier(image_shape=data.image_shape, num_classes=data.num_classes)
     if cache and path.exists():
+        with torch.random.fork_rng(devices=[]):  # its random init must not move the caller's RNG
+            clf = LabelClassifier(image_shape=data.image_shape, num_classes=data.num_classes)
         try:
             clf.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
             _CLASSIFIERS[key] = clf.eval()
