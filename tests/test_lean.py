@@ -122,3 +122,74 @@ def test_fit_on_the_lean_path_matches_the_full_path(objective, digits_small):
     assert runs[0][0] == pytest.approx(runs[1][0], rel=1e-5)
     for a, b in zip(runs[0][1], runs[1][1]):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------------------------------- M2 (semi-supervised)
+
+
+def _m2():
+    torch.manual_seed(0)
+    return pc.M2(image_shape=(1, 8, 8), num_classes=10, latent_dim=3, hidden_dims=(16,))
+
+
+@pytest.mark.parametrize("K", [1, 3])
+def test_m2_label_log_weights_equal_the_full_path(K, digits_small):
+    from pyro_cvae.infer.semisupervised import label_log_weights
+
+    model, x = _m2(), digits_small.train.x[:12]
+    out = []
+    for lean in (False, True):
+        pyro.set_rng_seed(4)
+        out.append(label_log_weights(model, x, K, lean=lean))
+    assert out[0].shape == (K, 10, 12)
+    torch.testing.assert_close(out[0], out[1], rtol=1e-6, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind, K", [("elbo", 1), ("elbo", 2), ("iwae", 3)])
+def test_m2_objective_on_the_lean_path(kind, K, digits_small):
+    from pyro_cvae.infer.semisupervised import (
+        SemiSupervisedObjective,
+        enumerated_elbo,
+        label_log_weights,
+    )
+
+    model = _m2()
+    x_l, y_l, x_u = digits_small.train.x[:8], digits_small.train.y[:8], digits_small.train.x[8:20]
+    full, lean = SemiSupervisedObjective(kind, K), SemiSupervisedObjective(kind, K, lean=True)
+    # labelled images: nothing to enumerate, the same draws on both paths
+    pyro.set_rng_seed(5)
+    a = full.labelled(model, x_l, y_l)
+    pyro.set_rng_seed(5)
+    b = lean.labelled(model, x_l, y_l)
+    torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-4)
+    # unlabelled: the lean enumerated ELBO is enumerated_elbo of the label log weights
+    pyro.set_rng_seed(6)
+    ours = lean.unlabelled(model, x_u)
+    pyro.set_rng_seed(6)
+    log_w = label_log_weights(model, x_u, K)
+    if kind == "elbo":
+        torch.testing.assert_close(ours, -enumerated_elbo(log_w, model.classifier(x_u)).sum())
+    else:
+        pyro.set_rng_seed(6)
+        torch.testing.assert_close(ours, full.unlabelled(model, x_u), rtol=1e-6, atol=1e-4)
+
+
+def test_m2_lean_enumerated_elbo_matches_trace_enum_in_expectation(digits_small):
+    """Same estimator as TraceEnum_ELBO, other draws: the means over many draws agree."""
+    from pyro_cvae.infer.semisupervised import SemiSupervisedObjective
+
+    model, x_u = _m2(), digits_small.train.x[:6]
+    full, lean = SemiSupervisedObjective("elbo"), SemiSupervisedObjective("elbo", lean=True)
+    draws = {k: torch.stack([o.unlabelled(model, x_u).detach() for _ in range(300)])
+             for k, o in (("full", full), ("lean", lean))}  # fmt: skip
+    diff = draws["full"].mean() - draws["lean"].mean()
+    se = ((draws["full"].var() + draws["lean"].var()) / 300).sqrt()
+    assert diff.abs() < 4 * se
+
+
+def test_m2_trains_on_the_lean_path(digits_small):
+    model = _m2()
+    cfg = pc.SemiSupervisedConfig(num_labels=50, batch_size=50, labelled_batch_size=20)
+    h = pc.fit(model, digits_small, cfg, epochs=3, lr=3e-3, progress=False, pyro_validation=False)
+    losses = h.column("train_loss")
+    assert losses[-1] < losses[0]

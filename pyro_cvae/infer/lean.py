@@ -32,7 +32,7 @@ from pyro.poutine.util import prune_subsample_sites
 
 from .objectives import DATA_PLATE, ImportanceWeightedELBO, _check_finite
 
-__all__ = ["SiteRecorder", "LeanObjective", "lean_objective", "qualifies"]
+__all__ = ["SiteRecorder", "LeanObjective", "lean_objective", "lean_log_weights", "qualifies"]
 
 _PARTICLES = "num_particles_vectorized"  # the name Pyro's ELBO gives its particle plate
 
@@ -187,3 +187,23 @@ def lean_objective(objective):
     if type(objective) in (Trace_ELBO, ImportanceWeightedELBO):
         return LeanObjective(objective)
     return objective
+
+
+def lean_log_weights(model, guide, num_particles: int, *args, **kwargs) -> torch.Tensor:
+    """log p(x, z_k) - log q(z_k | x) of K reparameterized draws per data point, shape (K, B).
+
+    The lean form of :func:`~pyro_cvae.infer.objectives.importance_log_weights` (same values for
+    the same seed) for a model that qualifies (:func:`qualifies`; not checked here): the
+    particle plate as Pyro's vectorized ELBO puts it, left of the data plate.
+    """
+    q = SiteRecorder()
+    p = SiteRecorder(replay=q.values)
+    for fn, recorder in ((guide, q), (model, p)):
+        with recorder:
+            if num_particles > 1:
+                with pyro.plate(_PARTICLES, num_particles, dim=-2):
+                    fn(*args, **kwargs)
+            else:
+                fn(*args, **kwargs)
+    log_w = sum(p.log_probs.values()) - sum(q.log_probs.values())
+    return log_w if log_w.dim() == 2 else log_w.unsqueeze(0)

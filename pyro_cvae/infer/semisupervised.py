@@ -76,6 +76,7 @@ from torch.nn import functional as F
 from .._validate import num_particles as check_particles
 from ..data import Split
 from ..models.m2 import M2
+from .lean import lean_log_weights
 from .objectives import ImportanceWeightedELBO, enum_objective, importance_log_weights
 
 __all__ = [
@@ -93,19 +94,26 @@ __all__ = [
 SEMI_SUPERVISED_OBJECTIVES = ("elbo", "iwae")
 
 
-def label_log_weights(model: M2, x: torch.Tensor, num_particles: int = 1) -> torch.Tensor:
+def label_log_weights(
+    model: M2, x: torch.Tensor, num_particles: int = 1, *, lean: bool = False
+) -> torch.Tensor:
     r"""log w_yk = log p(x, z_yk, y) - log q(z_yk | x, y) for every label y: shape (K, C, B).
 
     z_yk ~ q(z | x, y), K draws per label and image. The C labels are stacked into one batch of
     C * B labelled images and run through :func:`~pyro_cvae.objectives.importance_log_weights`
-    (the model's own sample sites, vectorized); differentiable.
+    (the model's own sample sites, vectorized), or with ``lean=True`` through
+    :func:`~pyro_cvae.infer.lean.lean_log_weights` (the same values without Pyro's traces);
+    differentiable.
     """
     check_particles(num_particles)
     B, C = x.shape[0], model.config.num_classes
     x_all = x.expand((C,) + x.shape).reshape((C * B,) + x.shape[1:])  # (C*B, ...)
     y_all = torch.arange(C, device=x.device).repeat_interleave(B)  # (C*B,)
-    elbo = ImportanceWeightedELBO(num_particles=num_particles)
-    log_w, _, _ = importance_log_weights(elbo, model.model, model.guide, x_all, y_all)
+    if lean:
+        log_w = lean_log_weights(model.model, model.guide, num_particles, x_all, y_all)
+    else:
+        elbo = ImportanceWeightedELBO(num_particles=num_particles)
+        log_w, _, _ = importance_log_weights(elbo, model.model, model.guide, x_all, y_all)
     return log_w.reshape(num_particles, C, B)
 
 
@@ -178,9 +186,13 @@ class SemiSupervisedObjective:
             :math:`\\mathcal U_K` of :func:`label_weighted_iw_bound`, labelled images with the
             IWAE bound of K particles).
         num_particles: K, draws of z per image (and per label where the label is missing).
+        lean: compute the log weights without Pyro's traces (:mod:`pyro_cvae.infer.lean`). The
+            enumerated ``elbo`` is then :func:`enumerated_elbo` of :func:`label_log_weights`:
+            the estimator ``TraceEnum_ELBO`` computes (exact sum over labels, K reparameterized
+            draws of z per label), drawn in another order.
     """
 
-    def __init__(self, kind: str = "elbo", num_particles: int = 1):
+    def __init__(self, kind: str = "elbo", num_particles: int = 1, *, lean: bool = False):
         if kind not in SEMI_SUPERVISED_OBJECTIVES:
             raise ValueError(
                 f"unknown semi-supervised objective {kind!r}; choose one of "
@@ -192,17 +204,25 @@ class SemiSupervisedObjective:
         if self.enum_elbo is not None:  # labelled batches have nothing to enumerate: no warning
             self.enum_elbo.strict_enumeration_warning = False
         self.iw_elbo = ImportanceWeightedELBO(num_particles) if kind == "iwae" else None
+        self.lean = lean
 
     def unlabelled(self, model: M2, x: torch.Tensor) -> torch.Tensor:
         """Loss of the unlabelled images, summed over the batch (value: -sum U(x))."""
-        if self.kind == "elbo":
+        if self.kind == "elbo" and not self.lean:
             guide = config_enumerate(model.guide, "parallel", expand=False)
             return self.enum_elbo.differentiable_loss(model.model, guide, x)
-        log_w = label_log_weights(model, x, self.num_particles)  # (K, C, B)
+        log_w = label_log_weights(model, x, self.num_particles, lean=self.lean)  # (K, C, B)
+        if self.kind == "elbo":
+            return -enumerated_elbo(log_w, model.classifier(x)).sum()
         return -label_weighted_iw_bound(log_w, model.classifier(x)).sum()
 
     def labelled(self, model: M2, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Loss of the labelled images, summed over the batch (value: -sum L(x, y))."""
+        if self.lean:  # no label to enumerate: the ELBO or the IWAE bound of (x, y)
+            log_w = lean_log_weights(model.model, model.guide, self.num_particles, x, y)
+            if self.kind == "elbo":
+                return -log_w.mean(0).sum()
+            return -self.iw_elbo.bound_per_datapoint(log_w).sum()
         if self.kind == "elbo":
             return self.enum_elbo.differentiable_loss(model.model, model.guide, x, y)
         log_w, _, _ = importance_log_weights(self.iw_elbo, model.model, model.guide, x, y)

@@ -23,6 +23,7 @@ import torch
 from ..checkpoint import CheckpointError
 from ..data import Dataset, binarize_draw, check_labels, partial_labels
 from ..infer.bounds import condition_of, elbo_per_image
+from ..infer.lean import lean_objective
 from ..infer.objectives import make_objective
 from ..infer.semisupervised import SemiSupervisedObjective, accuracy
 from ..models import M2, BaselineNet, LabelClassifier, ModelConfig, QuadrantCVAE, mask_image
@@ -83,8 +84,11 @@ class Family:
             )
         return config
 
-    def objective(self, config: TrainConfig):
-        return make_objective(config.objective, config.particles, config.alpha)
+    def objective(self, config: TrainConfig, lean: bool = False):
+        """The objective ``config`` names; on the lean path of :mod:`pyro_cvae.infer.lean`
+        where one exists and ``lean``."""
+        objective = make_objective(config.objective, config.particles, config.alpha)
+        return lean_objective(objective) if lean else objective
 
     def fns(self, model) -> tuple:
         """What the objective receives as model and guide."""
@@ -203,8 +207,8 @@ class SemiSupervisedFamily(Family):
     def __init__(self, labelled: torch.Tensor | None = None):
         self.labelled = labelled
 
-    def objective(self, config: SemiSupervisedConfig):
-        return SemiSupervisedObjective(config.objective, config.particles)
+    def objective(self, config: SemiSupervisedConfig, lean: bool = False):
+        return SemiSupervisedObjective(config.objective, config.particles, lean=lean)
 
     def fns(self, model) -> tuple:
         return model, None  # SemiSupervisedObjective reads the whole module

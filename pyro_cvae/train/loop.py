@@ -32,7 +32,6 @@ from .._validate import resolve_device
 from ..checkpoint import load_latest_good
 from ..data import Dataset
 from ..infer.anneal import scale_latents
-from ..infer.lean import lean_objective
 from ..infer.svi import ModuleSVI, NonFiniteLossError, ObjectiveModule, make_adam
 from .config import TrainConfig
 from .distributed import DataParallel
@@ -151,7 +150,7 @@ def fit(
             (``torch.utils.tensorboard``, needs the ``tensorboard`` package) into
             ``out/tensorboard``.
 
-    The objectives ``elbo``, ``iwae`` and ``renyi`` run on the lean path of
+    The objectives ``elbo``, ``iwae`` and ``renyi`` (and M2's) run on the lean path of
     :mod:`pyro_cvae.infer.lean` (the same loss and gradient without Pyro's traces) when the model
     qualifies, ``config.lean`` is on and Pyro validation is off.
 
@@ -178,9 +177,8 @@ def fit(
     family.setup(data, config)
     if pyro_validation is None:
         pyro_validation = os.environ.get("PYRO_CVAE_VALIDATE", "0") == "1"
-    objective = family.objective(config)
-    if config.lean and not pyro_validation:  # validation checks shapes on the full Pyro path
-        objective = lean_objective(objective)
+    # the lean path where the family has one; validation checks shapes on the full Pyro path
+    objective = family.objective(config, lean=config.lean and not pyro_validation)
     model_fn, guide_fn = family.fns(model)
     optimizer = make_adam(model.parameters(), config.lr, config.adam_eps)
 
