@@ -351,16 +351,19 @@ def test_binarize_fixed_trains_on_one_recorded_draw(tmp_path):
     assert ((grey > 0) & (grey < 1)).any()  # the draw is not the data itself
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: config.json does not record the seed of the fixed binarisation draw, so "
-    "load_run_data (evaluate, reconstruct, score) redraws it with seed 0 for a run trained "
-    "with --seed 3",
-)
 def test_binarize_fixed_with_another_seed_is_read_back(tmp_path):
-    _train(tmp_path / "b3", "--binarize", "fixed", "--seed", "3")
+    config = _train(tmp_path / "b3", "--binarize", "fixed", "--seed", "3")
+    assert config["data"]["binarize_seed"] == 3
     want = pyro_cvae.load_dataset("digits", binarize="fixed", seed=3, train_size=200)
+    seed0 = pyro_cvae.load_dataset("digits", binarize="fixed", seed=0, train_size=200)
+    assert not torch.equal(want.train.x, seed0.train.x)  # the seed matters to the draw
     assert torch.equal(load_run_data(tmp_path / "b3").train.x, want.train.x)
+    # a config written before the seed was recorded: read back as the seed-0 draw it used
+    path = tmp_path / "b3" / "config.json"
+    old = json.loads(path.read_text())
+    del old["data"]["binarize_seed"]
+    path.write_text(json.dumps(old))
+    assert torch.equal(load_run_data(tmp_path / "b3").train.x, seed0.train.x)
 
 
 def test_label_fraction_keeps_that_share_of_labels(tmp_path):

@@ -214,8 +214,9 @@ def load_dataset(
             for an image folder with classes, ``"none"`` otherwise).
         data_dir: folder searched for torchvision-style raw files (default
             :func:`default_data_dir`).
-        seed: seed of the ``"fixed"`` binarisation draw, and of the train / validation / test
-            split of the user's data (stratified where there are classes).
+        seed: seed of the ``"fixed"`` binarisation draw (recorded in ``meta["binarize_seed"]``,
+            so a run's config reproduces the draw), and of the train / validation / test split
+            of the user's data (stratified where there are classes).
         train_size: keep only the first N training images (and N validation and test images);
             recorded in ``meta["train_size"]``.
         image_size: the user's images: resize every image to this square size.
@@ -260,6 +261,7 @@ def load_dataset(
         name = Path(name).name
     splits = {k: parts[k] for k in ("train", "val", "test")}
     if binarize == "fixed":
+        meta["binarize_seed"] = seed  # load_run_data redraws the same images from it
         g = torch.Generator().manual_seed(seed)
         splits = {k: Split(torch.bernoulli(s.x, generator=g), s.y) for k, s in splits.items()}
     shape = tuple(splits["train"].x.shape[1:])
@@ -302,7 +304,9 @@ def load_run_data(run: str | Path, data_dir: str | Path | None = None) -> Datase
         return load_dataset(spec["path"], binarize=spec["binarize"], seed=spec["split_seed"],
                             train_size=spec.get("train_size"), image_size=spec.get("image_size"),
                             condition=spec.get("condition"), source=spec.get("source"))  # fmt: skip
+    # runs written before the seed was recorded drew with load_dataset's default seed, 0
     return load_dataset(spec["name"], binarize=spec["binarize"], data_dir=data_dir,
+                        seed=spec.get("binarize_seed", 0),
                         train_size=spec.get("train_size"))  # fmt: skip
 
 
