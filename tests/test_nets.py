@@ -1,7 +1,12 @@
+import json
+
+import pyro
 import pytest
 import torch
 
-from pyro_cvae.nn.nets import Classifier, broadcast_cat, make_decoder, make_encoder
+import pyro_cvae as pc
+from pyro_cvae.cli import main
+from pyro_cvae.nn.nets import BatchNorm, Classifier, broadcast_cat, make_decoder, make_encoder
 
 
 def test_broadcast_cat_expands_the_condition_to_particles():
@@ -38,8 +43,6 @@ def test_classifier_logits_shape():
 
 
 def test_activation_is_one_argument():
-    import pyro_cvae as pc
-
     tanh = pc.CVAE(image_shape=(1, 8, 8), num_classes=10, latent_dim=2, hidden_dims=(8,),
                    activation="tanh")  # fmt: skip
     kinds = {type(m).__name__ for m in tanh.modules()}
@@ -53,7 +56,6 @@ def test_activation_is_one_argument():
 
 
 def test_adam_eps_reaches_the_optimizer(digits_small):
-    import pyro_cvae as pc
     from pyro_cvae.infer import make_adam
 
     w = torch.nn.Parameter(torch.zeros(3))
@@ -68,3 +70,109 @@ def test_adam_eps_reaches_the_optimizer(digits_small):
         pc.fit(m, digits_small, epochs=1, batch_size=100, adam_eps=eps, progress=False)
         runs.append(torch.cat([p.detach().flatten() for p in m.parameters()]))
     assert not torch.equal(runs[0], runs[1])
+
+
+# ---------------------------------------------------------------- dropout and batch norm
+
+
+def test_batch_norm_normalises_over_all_leading_dims():
+    bn = BatchNorm(3)
+    h = torch.randn(5, 4, 3) * 2 + 1  # (K, B, F)
+    out = bn(h)
+    flat = out.reshape(-1, 3)  # the statistics are those of all K * B rows
+    assert torch.allclose(flat.mean(0), torch.zeros(3), atol=1e-5)
+    assert torch.allclose(flat.var(0, unbiased=False), torch.ones(3), atol=1e-3)
+    bn.eval()  # running statistics: each row on its own
+    assert torch.allclose(bn(h)[2, 1], bn(h[2, 1:2])[0], atol=1e-6)
+    bn.train()
+    assert torch.isfinite(bn(torch.randn(1, 3))).all()  # one row: running statistics, no error
+
+
+@pytest.mark.parametrize("net, shape", [("mlp", (1, 8, 8)), ("conv", (1, 28, 28))])
+def test_options_add_dropout_and_batch_norm_layers(net, shape):
+    plain = make_encoder(net, shape, 10, (16,), 4)
+    both = make_encoder(net, shape, 10, (16,), 4, dropout=0.3, batch_norm=True)
+    kinds = [type(m).__name__ for m in both.modules()]
+    assert "Dropout" in kinds and ("BatchNorm" in kinds)
+    assert not {"Dropout", "BatchNorm", "BatchNorm2d"} & {type(m).__name__ for m in plain.modules()}
+    if net == "conv":
+        assert "BatchNorm2d" in kinds
+    # without the options the parameter names are those of earlier versions (checkpoints load)
+    names = ("net.0", "net.2") if net == "mlp" else ("conv.0", "conv.2", "head.0", "head.2")
+    assert set(plain.state_dict()) == {f"{n}.{w}" for n in names for w in ("weight", "bias")}
+
+
+def test_dropout_and_batch_norm_config_checks():
+    with pytest.raises(ValueError, match=r"dropout must be a probability in \[0, 1\), got 1.0"):
+        pc.ModelConfig(dropout=1.0)
+    with pytest.raises(ValueError, match="batch_norm must be True or False, got 'yes'"):
+        pc.ModelConfig(batch_norm="yes")
+    cfg = pc.ModelConfig(dropout=0.2, batch_norm=True)
+    assert pc.ModelConfig.from_dict(cfg.to_dict()) == cfg
+    assert pc.ModelConfig.from_dict({"net": "mlp"}).net_options == {}  # configs saved before
+
+
+@pytest.mark.parametrize("net, shape", [("mlp", (1, 8, 8)), ("conv", (1, 28, 28))])
+def test_batch_normed_log_likelihood_does_not_depend_on_the_other_images(net, shape):
+    torch.manual_seed(0)
+    model = pc.CVAE(image_shape=shape, num_classes=10, latent_dim=3, hidden_dims=(16,), net=net,
+                    batch_norm=True, dropout=0.2)  # fmt: skip
+    x = torch.rand(12, *shape).bernoulli()
+    y = torch.arange(12) % 10
+    with torch.no_grad():  # running statistics away from their initial (0, 1)
+        for _ in range(3):
+            model.encoder(x, model.condition(y, 12))
+            model.decoder(torch.randn(4, 12, 3), model.condition(y, 12))
+    a = torch.cat([x[:1], x[1:6]])
+    b = torch.cat([x[:1], x[6:11]])  # same first image, other companions, same batch size
+    ya, yb = torch.cat([y[:1], y[1:6]]), torch.cat([y[:1], y[6:11]])
+
+    def first(xs, ys):
+        pyro.set_rng_seed(1)  # the same particle noise for both batches
+        return pc.log_likelihood(model, xs, ys, num_samples=50)[0]
+
+    model.eval()
+    assert torch.allclose(first(a, ya), first(b, yb), atol=1e-5)
+    model.train()  # batch statistics: the estimate moves with the companions (the test can fail)
+    assert not torch.allclose(first(a, ya), first(b, yb), atol=1e-3)
+    model.eval()
+
+
+@pytest.mark.parametrize("objective", list(pc.OBJECTIVES))
+def test_every_objective_trains_a_model_with_dropout_and_batch_norm(digits_small, objective):
+    torch.manual_seed(0)
+    model = pc.CVAE(image_shape=(1, 8, 8), num_classes=10, latent_dim=2, hidden_dims=(16,),
+                    dropout=0.2, batch_norm=True)  # fmt: skip
+    before = model.encoder.net[1].running_mean.clone()
+    hist = pc.fit(model, digits_small, epochs=1, batch_size=64, objective=objective, particles=3,
+                  progress=False)  # fmt: skip
+    assert torch.isfinite(torch.tensor(hist.rows[-1]["train_loss"]))
+    assert not torch.equal(model.encoder.net[1].running_mean, before)  # statistics were kept
+    assert not model.training  # fit leaves the model in evaluation mode
+
+
+def test_m2_and_hierarchy_train_with_batch_norm(digits_small):
+    """Enumerated labels (M2: leading dims (C, B)) and several stochastic layers."""
+    torch.manual_seed(0)
+    m2 = pc.M2(image_shape=(1, 8, 8), num_classes=10, latent_dim=2, hidden_dims=(16,),
+               batch_norm=True, dropout=0.1)  # fmt: skip
+    hist = pc.fit_semisupervised(m2, digits_small, epochs=1, batch_size=64, num_labels=50,
+                                 labelled_batch_size=20, progress=False)  # fmt: skip
+    assert torch.isfinite(torch.tensor(hist.rows[-1]["train_loss"]))
+    layered = pc.build_model(pc.ModelConfig(hidden_dims=(16,), latent_dims=(4, 2),
+                                            batch_norm=True, dropout=0.1))  # fmt: skip
+    hist = pc.fit(layered, digits_small, epochs=1, batch_size=64, objective="iwae", particles=2,
+                  progress=False)  # fmt: skip
+    assert torch.isfinite(torch.tensor(hist.rows[-1]["train_loss"]))
+
+
+def test_cli_dropout_and_batch_norm_flags(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--train-size", "100", "--epochs", "1",
+                 "--batch-size", "50", "--latent-dim", "2", "--hidden", "8", "--quiet",
+                 "--eval-samples", "0", "--dropout", "0.25", "--batch-norm"]) == 0  # fmt: skip
+    cfg = json.loads((out / "config.json").read_text())["model"]
+    assert cfg["dropout"] == 0.25 and cfg["batch_norm"] is True
+    model = pc.load(out)
+    kinds = {type(m).__name__ for m in model.modules()}
+    assert {"Dropout", "BatchNorm"} <= kinds and not model.training

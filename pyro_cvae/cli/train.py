@@ -85,6 +85,15 @@ def add_parser(sub) -> None:
         help="activation of the hidden layers (default relu; the IWAE paper uses tanh)",
     )  # fmt: skip
     t.add_argument(
+        "--dropout", type=float, default=0.0, metavar="P",
+        help="dropout probability after each hidden layer of encoder and decoder (default 0)",
+    )  # fmt: skip
+    t.add_argument(
+        "--batch-norm", action="store_true",
+        help="batch norm on the hidden layers of encoder and decoder (running statistics at "
+        "evaluation)",
+    )  # fmt: skip
+    t.add_argument(
         "--no-lean", action="store_true",
         help="always use Pyro's full trace path for elbo/iwae/renyi (default: the lean path, "
         "same loss and gradient, where the model qualifies)",
@@ -239,7 +248,7 @@ def run(args) -> int:
     model_cfg = ModelConfig.for_data(
         data, unconditional=args.unconditional, latent_dim=args.latent_dim,
         latent_dims=args.latent_dims, hidden_dims=args.hidden, net=args.net,
-        activation=args.activation,
+        activation=args.activation, dropout=args.dropout, batch_norm=args.batch_norm,
         likelihood=args.likelihood, x_scale=args.x_scale, learn_x_scale=args.learn_x_scale,
         prior=args.prior, prior_options=dict(args.prior_option),
     )  # fmt: skip

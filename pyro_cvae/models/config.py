@@ -41,6 +41,10 @@ class ModelConfig(FrozenConfig):
     hidden_dims: tuple[int, ...] = (256, 256)
     net: str = "mlp"
     activation: str = "relu"  # of the hidden layers: relu, or tanh as in the IWAE paper
+    # regularisers of the encoder and decoder's hidden layers: dropout probability (0: none) and
+    # batch norm (running statistics in eval mode, so evaluation is per item)
+    dropout: float = 0.0
+    batch_norm: bool = False
     likelihood: str = "bernoulli"
     # Gaussian likelihood only: observation noise scale; learned when learn_x_scale.
     x_scale: float = 0.1
@@ -89,6 +93,16 @@ class ModelConfig(FrozenConfig):
             positive_int("each hidden_dims entry", h)
         choice("net", self.net, NETS)
         choice("activation", self.activation, ACTIVATIONS)
+        if (
+            isinstance(self.dropout, bool)
+            or not isinstance(self.dropout, (int, float))
+            or not 0 <= self.dropout < 1
+        ):
+            raise ValueError(
+                f"dropout must be a probability in [0, 1), got {self.dropout!r}; e.g. 0.1"
+            )
+        if not isinstance(self.batch_norm, bool):
+            raise ValueError(f"batch_norm must be True or False, got {self.batch_norm!r}")
         if self.net == "conv" and shape[1:] != (28, 28):
             raise ValueError(
                 f"net='conv' is built for 28x28 images, got image_shape {shape}; use net='mlp'"
@@ -201,6 +215,17 @@ class ModelConfig(FrozenConfig):
     def hierarchical(self) -> bool:
         """Whether the config describes several stochastic layers (``latent_dims``)."""
         return bool(self.latent_dims)
+
+    @property
+    def net_options(self) -> dict:
+        """The keyword options the encoder and decoder are built with: ``dropout`` and
+        ``batch_norm`` where they are set (a network without them is built with none)."""
+        opts: dict = {}
+        if self.dropout:
+            opts["dropout"] = float(self.dropout)
+        if self.batch_norm:
+            opts["batch_norm"] = True
+        return opts
 
     @property
     def cond_width(self) -> int:

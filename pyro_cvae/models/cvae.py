@@ -71,8 +71,9 @@ class CVAE(PyroModule):
             config.hidden_dims,
             config.activation,
         )
-        self.encoder = make_encoder(net, shape, cw, hidden, d, act)
-        self.decoder = make_decoder(net, shape, cw, hidden, d, act)
+        opts = config.net_options
+        self.encoder = make_encoder(net, shape, cw, hidden, d, act, **opts)
+        self.decoder = make_decoder(net, shape, cw, hidden, d, act, **opts)
         self.prior = make_prior(config.prior, d, cw, config.prior_options)
         self.prior.bind(self)  # priors that need the model (VampPrior: its encoder)
         self.likelihood = make_likelihood(config.likelihood, config.x_scale, config.learn_x_scale,

@@ -62,10 +62,12 @@ class GaussianLayer(nn.Module):
     """
 
     def __init__(self, in_dim: int, cond_width: int, hidden_dims, out_dim: int,
-                 activation: str = "relu"):  # fmt: skip
+                 activation: str = "relu", dropout: float = 0.0,
+                 batch_norm: bool = False):  # fmt: skip
         super().__init__()
         self.out_dim = out_dim
-        self.net = MLP([in_dim + cond_width, *hidden_dims, 2 * out_dim], activation)
+        sizes = [in_dim + cond_width, *hidden_dims, 2 * out_dim]
+        self.net = MLP(sizes, activation, dropout, batch_norm)
 
     def forward(self, h: torch.Tensor, c: torch.Tensor | None = None):
         loc, raw = self.net(broadcast_cat(h, c)).split(self.out_dim, dim=-1)
@@ -175,14 +177,14 @@ class HierarchicalCVAE(CVAE):
         # CVAE builds the bottom of the hierarchy: encoder q(z_1 | x, c), decoder p(x | z_1, c),
         # the likelihood; its prior (over z_1) is replaced by one over the top layer below.
         super().__init__(config)
-        dims, cw = config.latent_dims, config.cond_width
+        dims, cw, opts = config.latent_dims, config.cond_width, config.net_options
         # q(z_{l+1} | z_l, c) and p(z_l | z_{l+1}, c): two hidden layers of d_{l+1} units each
         self.q_layers = nn.ModuleList(
-            GaussianLayer(dims[i], cw, (dims[i + 1],) * 2, dims[i + 1], config.activation)
+            GaussianLayer(dims[i], cw, (dims[i + 1],) * 2, dims[i + 1], config.activation, **opts)
             for i in range(len(dims) - 1)
         )
         self.p_layers = nn.ModuleList(
-            GaussianLayer(dims[i + 1], cw, (dims[i + 1],) * 2, dims[i], config.activation)
+            GaussianLayer(dims[i + 1], cw, (dims[i + 1],) * 2, dims[i], config.activation, **opts)
             for i in range(len(dims) - 1)
         )
         self.prior = make_prior(config.prior, dims[-1], cw, config.prior_options)

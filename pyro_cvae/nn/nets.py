@@ -6,6 +6,12 @@ flatten however many trailing dimensions it has.
 Every network accepts inputs with extra leading dimensions (vectorized particles, enumerated
 labels): ``z`` of shape (..., B, D) and a condition of shape (B, c) are broadcast to a common
 (..., B) before they are concatenated, never concatenated blindly.
+
+The built-in networks take two regularisers as keyword options: ``dropout`` (probability of
+zeroing a hidden unit in training) and ``batch_norm`` (normalise each hidden layer). Batch norm
+normalises over *all* leading dimensions, (K, B, F) flattened to (K * B, F), and uses its running
+statistics in evaluation mode (``model.eval()``), where an item's output no longer depends on the
+other items of its batch.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from torch.nn import functional as F
 
 __all__ = [
     "broadcast_cat",
+    "BatchNorm",
     "MLP",
     "Encoder",
     "Decoder",
@@ -58,17 +65,55 @@ def broadcast_cat(*tensors: torch.Tensor | None) -> torch.Tensor:
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
 
+class BatchNorm(nn.BatchNorm1d):
+    """Batch normalisation of the last dimension over every leading one: (..., F) is normalised
+    as (N, F) with N the product of the leading sizes (particles K, enumerated labels, batch B).
+
+    In training mode the statistics are those of all N rows (a single row, which has none, is
+    normalised with the running statistics); in evaluation mode the running statistics, so each
+    row's output depends on that row alone.
+
+    Reference: Ioffe and Szegedy, Batch Normalization, ICML 2015.
+    """
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        flat = h.reshape(-1, h.shape[-1])  # (N, F)
+        if self.training and flat.shape[0] == 1:  # BatchNorm1d refuses one row in training
+            out = F.batch_norm(flat, self.running_mean, self.running_var, self.weight, self.bias,
+                               False, 0.0, self.eps)  # fmt: skip
+        else:
+            out = super().forward(flat)
+        return out.reshape(h.shape)
+
+
+def _activation(activation: str | type[nn.Module]) -> type[nn.Module]:
+    return ACTIVATIONS[activation] if isinstance(activation, str) else activation
+
+
+def _hidden(width: int, act: type[nn.Module], dropout: float, batch_norm: bool,
+            conv: bool = False) -> list[nn.Module]:  # fmt: skip
+    """What follows a hidden linear or convolutional layer: [batch norm], activation, [dropout].
+
+    With neither option the list is the activation alone, so the ``state_dict`` keys of networks
+    without them are those of earlier versions."""
+    norm = [(nn.BatchNorm2d(width) if conv else BatchNorm(width))] if batch_norm else []
+    drop = [nn.Dropout(dropout)] if dropout else []
+    return [*norm, act(), *drop]
+
+
 class MLP(nn.Sequential):
     """Linear layers with ``activation`` (a name of :data:`ACTIVATIONS` or a module class)
-    between them (none after the last)."""
+    between them (none after the last); optionally batch norm before and dropout after each
+    activation."""
 
-    def __init__(self, sizes: list[int], activation: str | type[nn.Module] = "relu"):
-        act = ACTIVATIONS[activation] if isinstance(activation, str) else activation
+    def __init__(self, sizes: list[int], activation: str | type[nn.Module] = "relu",
+                 dropout: float = 0.0, batch_norm: bool = False):  # fmt: skip
+        act = _activation(activation)
         layers: list[nn.Module] = []
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
             layers.append(nn.Linear(a, b))
             if i < len(sizes) - 2:
-                layers.append(act())
+                layers.extend(_hidden(b, act, dropout, batch_norm))
         super().__init__(*layers)
 
 
@@ -81,12 +126,14 @@ class Encoder(nn.Module):
     """q(z | x, c) as an MLP: (..., B, *shape), (B, c) -> loc, scale of shape (..., B, D)."""
 
     def __init__(self, image_shape, cond_width: int, hidden_dims, latent_dim: int,
-                 activation: str = "relu"):  # fmt: skip
+                 activation: str = "relu", *, dropout: float = 0.0,
+                 batch_norm: bool = False):  # fmt: skip
         super().__init__()
         self.x_dim = math.prod(image_shape)
         self.event_dim = len(image_shape)
         self.latent_dim = latent_dim
-        self.net = MLP([self.x_dim + cond_width, *hidden_dims, 2 * latent_dim], activation)
+        sizes = [self.x_dim + cond_width, *hidden_dims, 2 * latent_dim]
+        self.net = MLP(sizes, activation, dropout, batch_norm)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None):
         h = x.reshape(x.shape[: x.dim() - self.event_dim] + (self.x_dim,))  # (..., B, C*H*W)
@@ -97,11 +144,12 @@ class Decoder(nn.Module):
     """The parameters of p(x | z, c) as an MLP: (..., B, D), (B, c) -> (..., B, *shape)."""
 
     def __init__(self, image_shape, cond_width: int, hidden_dims, latent_dim: int,
-                 activation: str = "relu"):  # fmt: skip
+                 activation: str = "relu", *, dropout: float = 0.0,
+                 batch_norm: bool = False):  # fmt: skip
         super().__init__()
         self.image_shape = tuple(image_shape)
         sizes = [latent_dim + cond_width, *reversed(hidden_dims), math.prod(image_shape)]
-        self.net = MLP(sizes, activation)
+        self.net = MLP(sizes, activation, dropout, batch_norm)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         out = self.net(broadcast_cat(z, c))
@@ -112,19 +160,18 @@ class ConvEncoder(nn.Module):
     """Two strided convolutions (28 -> 14 -> 7), then an MLP head that sees the condition."""
 
     def __init__(self, image_shape, cond_width: int, hidden_dims, latent_dim: int,
-                 activation: str = "relu"):  # fmt: skip
+                 activation: str = "relu", *, dropout: float = 0.0,
+                 batch_norm: bool = False):  # fmt: skip
         super().__init__()
         act = ACTIVATIONS[activation]
         c = image_shape[0]
         self.latent_dim = latent_dim
-        self.conv = nn.Sequential(
-            nn.Conv2d(c, 32, 4, 2, 1), act(), nn.Conv2d(32, 64, 4, 2, 1), act()
-        )
-        self.head = nn.Sequential(
-            nn.Linear(64 * 7 * 7 + cond_width, hidden_dims[0]),
-            act(),
-            nn.Linear(hidden_dims[0], 2 * latent_dim),
-        )
+        self.conv = nn.Sequential(  # (N, C, 28, 28) -> (N, 64, 7, 7), N = all leading dims
+            nn.Conv2d(c, 32, 4, 2, 1), *_hidden(32, act, dropout, batch_norm, conv=True),
+            nn.Conv2d(32, 64, 4, 2, 1), *_hidden(64, act, dropout, batch_norm, conv=True),
+        )  # fmt: skip
+        sizes = [64 * 7 * 7 + cond_width, hidden_dims[0], 2 * latent_dim]
+        self.head = MLP(sizes, act, dropout, batch_norm)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None):
         lead = x.shape[:-3]
@@ -136,19 +183,20 @@ class ConvDecoder(nn.Module):
     """An MLP from (z, c) to a 64x7x7 map, then two transposed convolutions to 28x28."""
 
     def __init__(self, image_shape, cond_width: int, hidden_dims, latent_dim: int,
-                 activation: str = "relu"):  # fmt: skip
+                 activation: str = "relu", *, dropout: float = 0.0,
+                 batch_norm: bool = False):  # fmt: skip
         super().__init__()
         act = ACTIVATIONS[activation]
         self.image_shape = tuple(image_shape)
         self.fc = nn.Sequential(
             nn.Linear(latent_dim + cond_width, hidden_dims[0]),
-            act(),
+            *_hidden(hidden_dims[0], act, dropout, batch_norm),
             nn.Linear(hidden_dims[0], 64 * 7 * 7),
-            act(),
+            *_hidden(64 * 7 * 7, act, dropout, batch_norm),
         )
-        self.deconv = nn.Sequential(
+        self.deconv = nn.Sequential(  # (N, 64, 7, 7) -> (N, C, 28, 28), N = all leading dims
             nn.ConvTranspose2d(64, 32, 4, 2, 1),
-            act(),
+            *_hidden(32, act, dropout, batch_norm, conv=True),
             nn.ConvTranspose2d(32, image_shape[0], 4, 2, 1),
         )
 
@@ -180,12 +228,14 @@ NETS: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
 
 
 def make_encoder(net: str, image_shape, cond_width, hidden_dims, latent_dim,
-                 activation: str = "relu") -> nn.Module:  # fmt: skip
-    """Build the encoder of the network family ``net`` (a key of :data:`NETS`)."""
-    return NETS[net][0](image_shape, cond_width, hidden_dims, latent_dim, activation)
+                 activation: str = "relu", **options) -> nn.Module:  # fmt: skip
+    """Build the encoder of the network family ``net`` (a key of :data:`NETS`); ``options``
+    (``dropout``, ``batch_norm``) are passed on as keywords."""
+    return NETS[net][0](image_shape, cond_width, hidden_dims, latent_dim, activation, **options)
 
 
 def make_decoder(net: str, image_shape, cond_width, hidden_dims, latent_dim,
-                 activation: str = "relu") -> nn.Module:  # fmt: skip
-    """Build the decoder of the network family ``net`` (a key of :data:`NETS`)."""
-    return NETS[net][1](image_shape, cond_width, hidden_dims, latent_dim, activation)
+                 activation: str = "relu", **options) -> nn.Module:  # fmt: skip
+    """Build the decoder of the network family ``net`` (a key of :data:`NETS`); ``options``
+    (``dropout``, ``batch_norm``) are passed on as keywords."""
+    return NETS[net][1](image_shape, cond_width, hidden_dims, latent_dim, activation, **options)
