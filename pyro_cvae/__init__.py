@@ -31,7 +31,7 @@ from .evaluate import (
 )
 from .infer import OBJECTIVES, NonFiniteLossError, make_objective
 from .models import CVAE, M2, HierarchicalCVAE, ModelConfig, build_model, load, save_safetensors
-from .nn import PRIORS
+from .nn import NETS, PRIORS, register_net
 from .train import (
     History,
     RunFolderError,
@@ -52,6 +52,7 @@ __all__ = [
     "History",
     "M2",
     "ModelConfig",
+    "NETS",
     "NonFiniteLossError",
     "OBJECTIVES",
     "PRIORS",
@@ -76,5 +77,6 @@ __all__ = [
     "log_marginal",
     "make_objective",
     "partial_labels",
+    "register_net",
     "save_safetensors",
 ]

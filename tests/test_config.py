@@ -25,7 +25,7 @@ def test_train_config_round_trip_and_replace():
         (dict(num_classes=10, condition_dim=3), "not both"),
         (dict(latent_dim=0), "latent_dim must be a positive integer"),
         (dict(hidden_dims=()), "at least one hidden layer"),
-        (dict(net="resnet"), "unknown net 'resnet'"),
+        (dict(net="resnet"), "network 'resnet' is not registered in this process"),
         (dict(net="conv"), "built for 28x28"),
         (dict(likelihood="poisson"), "unknown likelihood 'poisson'"),
         (dict(prior="laplace"), "unknown prior 'laplace'"),

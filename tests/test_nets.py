@@ -176,3 +176,106 @@ def test_cli_dropout_and_batch_norm_flags(tmp_path):
     model = pc.load(out)
     kinds = {type(m).__name__ for m in model.modules()}
     assert {"Dropout", "BatchNorm"} <= kinds and not model.training
+
+
+# ---------------------------------------------------------------- registered and user networks
+
+
+class TinyEncoder(torch.nn.Module):
+    """A user's encoder with the built-ins' constructor: one linear layer to (loc, scale)."""
+
+    def __init__(self, data_shape, cond_width, hidden_dims, latent_dim, activation):
+        super().__init__()
+        self.event_dim, self.latent_dim = len(data_shape), latent_dim
+        self.lin = torch.nn.Linear(
+            int(torch.tensor(data_shape).prod()) + cond_width, 2 * latent_dim
+        )
+
+    def forward(self, x, c=None):
+        h = x.flatten(-self.event_dim)  # (..., B, x_dim)
+        loc, raw = self.lin(broadcast_cat(h, c)).split(self.latent_dim, -1)
+        return loc, torch.nn.functional.softplus(raw) + 1e-4
+
+
+class TinyDecoder(torch.nn.Module):
+    def __init__(self, data_shape, cond_width, hidden_dims, latent_dim, activation):
+        super().__init__()
+        self.data_shape = tuple(data_shape)
+        self.lin = torch.nn.Linear(latent_dim + cond_width, int(torch.tensor(data_shape).prod()))
+
+    def forward(self, z, c=None):
+        out = self.lin(broadcast_cat(z, c))
+        return out.reshape(out.shape[:-1] + self.data_shape)  # (..., B, *data_shape)
+
+
+@pytest.fixture
+def tiny_net():
+    pc.register_net("tiny", TinyEncoder, TinyDecoder)
+    yield "tiny"
+    pc.NETS.pop("tiny", None)
+
+
+def test_a_registered_net_trains_saves_and_loads_by_name(tiny_net, digits_small, tmp_path):
+    cfg = pc.ModelConfig(image_shape=(1, 8, 8), num_classes=10, latent_dim=2, net=tiny_net)
+    model = pc.CVAE(cfg)
+    assert isinstance(model.encoder, TinyEncoder) and isinstance(model.decoder, TinyDecoder)
+    pc.fit(model, digits_small, epochs=1, batch_size=100, out=tmp_path / "run", progress=False)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["net"] == "tiny"
+    loaded = pc.load(tmp_path / "run")
+    assert isinstance(loaded.decoder, TinyDecoder)
+    assert torch.equal(loaded.decoder.lin.weight, model.decoder.lin.weight)
+    assert loaded.sample(3, num_samples=4).shape == (4, 1, 8, 8)
+    model.save(tmp_path / "m.pt")
+    pc.NETS.pop(tiny_net)  # a new process that has not registered it
+    msg = r"network 'tiny' is not registered.*pyro_cvae\.register_net\('tiny', EncoderClass"
+    with pytest.raises(pc.CheckpointError, match=msg):
+        pc.load(tmp_path / "run")
+    with pytest.raises(pc.CheckpointError, match=msg):
+        pc.load(tmp_path / "m.pt")
+    with pytest.raises(ValueError, match=msg):
+        pc.ModelConfig(net="tiny")
+
+
+def test_register_net_refusals(tiny_net):
+    with pytest.raises(ValueError, match="'mlp' is a built-in network family"):
+        pc.register_net("mlp", TinyEncoder, TinyDecoder)
+    with pytest.raises(ValueError, match="already registered to .*TinyEncoder.*replace=True"):
+        pc.register_net(tiny_net, TinyDecoder, TinyEncoder)
+    pc.register_net(tiny_net, TinyEncoder, TinyDecoder)  # the same pair again: a no-op
+    with pytest.raises(TypeError, match="encoder of network 'x' must be an nn.Module class"):
+        pc.register_net("x", 3, TinyDecoder)
+    with pytest.raises(ValueError, match="a network name is a non-empty string"):
+        pc.register_net("", TinyEncoder, TinyDecoder)
+    cfg = pc.ModelConfig(net=tiny_net, dropout=0.1)  # the options the classes do not take
+    with pytest.raises(ValueError, match="network 'tiny' .* takes no keyword option.s. dropout"):
+        pc.CVAE(cfg)
+
+
+def test_modules_passed_to_cvae_train_and_sample_but_refuse_to_save(digits_small, tmp_path):
+    cfg = pc.ModelConfig(image_shape=(1, 8, 8), num_classes=10, latent_dim=2)
+    enc, dec = TinyEncoder((1, 8, 8), 10, (), 2, "relu"), TinyDecoder((1, 8, 8), 10, (), 2, "relu")
+    model = pc.CVAE(cfg, encoder=enc, decoder=dec)
+    assert model.encoder is enc and model.decoder is dec
+    before = dec.lin.weight.clone()
+    for objective in ("elbo", "iwae"):
+        pc.fit(model, digits_small, epochs=1, batch_size=100, objective=objective, particles=2,
+               progress=False)  # fmt: skip
+    assert not torch.equal(dec.lin.weight, before)  # the user's modules were trained
+    assert model.sample([1, 2], num_samples=3).shape == (2, 3, 1, 8, 8)
+    assert pc.log_likelihood(
+        model, digits_small.test.x[:4].round(), digits_small.test.y[:4], 10
+    ).shape == (4,)
+    msg = r"TinyDecoder was passed to CVAE directly.*register_net\('mynet'"
+    with pytest.raises(ValueError, match=msg):
+        model.save(tmp_path / "m.pt")
+    with pytest.raises(ValueError, match=msg):
+        pc.save_safetensors(model, tmp_path / "m.safetensors")
+    with pytest.raises(ValueError, match="cannot train into the run folder"):
+        pc.fit(model, digits_small, epochs=1, out=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "m.pt").exists()
+    only_dec = pc.CVAE(cfg, decoder=TinyDecoder((1, 8, 8), 10, (), 2, "relu"))
+    assert only_dec.unregistered_nets == (f"decoder {__name__}.TinyDecoder",)
+    with pytest.raises(
+        TypeError, match="encoder must be an nn.Module instance .built, not its class"
+    ):
+        pc.CVAE(cfg, encoder=TinyEncoder)

@@ -26,6 +26,7 @@ from ..checkpoint import (
     load_latest_good,
     resolve_checkpoint,
 )
+from ..nn.nets import unknown_net_message
 from .classifier import ClassifierConfig, LabelClassifier
 from .config import LIKELIHOODS, NETS, ModelConfig
 from .cvae import CVAE
@@ -98,6 +99,9 @@ def build_model(config: ModelConfig | MoleculeConfig) -> CVAE | MoleculeCVAE:
 
 def model_from_payload(payload: dict, source: str = "checkpoint") -> PyroModule:
     """Rebuild a model from a checkpoint payload (class name, config and weights)."""
+    net = (payload.get("model_config") or {}).get("net") if isinstance(payload, dict) else None
+    if isinstance(net, str) and net not in NETS:  # a user's network, not registered here
+        raise CheckpointError(f"cannot load {source}: {unknown_net_message(net)}")
     try:
         cls = MODEL_CLASSES[payload.get("model_class", "CVAE")]
         config = cls.config_class.from_dict(payload["model_config"])
@@ -121,6 +125,8 @@ def save_safetensors(model: PyroModule, path: str | Path) -> Path:
     in its metadata, and a ``config.json`` beside it holding ``model_class`` and ``model`` (the
     config), added to a run's ``config.json`` when one is there. :func:`load` reads it back.
     """
+    if hasattr(model, "check_saveable"):
+        model.check_saveable("export this model")
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"a safetensors file name ends in .safetensors, got {path.name!r}")

@@ -14,7 +14,7 @@ from .._frozen import FrozenConfig
 from .._validate import choice, positive_int
 from ..data import Dataset
 from ..nn.likelihoods import LIKELIHOOD_CLASSES, TABLE_COLUMN_KINDS
-from ..nn.nets import ACTIVATIONS, NETS
+from ..nn.nets import ACTIVATIONS, NETS, unknown_net_message
 from ..nn.priors import PRIORS
 
 __all__ = ["ModelConfig", "LIKELIHOODS", "NETS"]
@@ -39,7 +39,7 @@ class ModelConfig(FrozenConfig):
     condition_dim: int = 0  # width of a real-valued condition vector (exclusive with labels)
     latent_dim: int = 8
     hidden_dims: tuple[int, ...] = (256, 256)
-    net: str = "mlp"
+    net: str = "mlp"  # a key of NETS: "mlp", "conv", or a name given to pyro_cvae.register_net
     activation: str = "relu"  # of the hidden layers: relu, or tanh as in the IWAE paper
     # regularisers of the encoder and decoder's hidden layers: dropout probability (0: none) and
     # batch norm (running statistics in eval mode, so evaluation is per item)
@@ -91,7 +91,8 @@ class ModelConfig(FrozenConfig):
             raise ValueError("hidden_dims must list at least one hidden layer width, e.g. (400,)")
         for h in self.hidden_dims:
             positive_int("each hidden_dims entry", h)
-        choice("net", self.net, NETS)
+        if self.net not in NETS:
+            raise ValueError(unknown_net_message(self.net))
         choice("activation", self.activation, ACTIVATIONS)
         if (
             isinstance(self.dropout, bool)
@@ -194,12 +195,16 @@ class ModelConfig(FrozenConfig):
         """
         big = data.is_image and data.image_shape[1] >= 28
         schema = data.schema
+        # vector conditions: a schema's width, or the width of plain (N, d) condition vectors
+        width = schema.width if schema is not None else (
+            data.train.y.shape[1] if data.train.y.dim() == 2 else 0
+        )  # fmt: skip
         defaults: dict = {
             "likelihood": data.default_likelihood,
             "table_columns": data.table.layout if data.table is not None else (),
             "image_shape": tuple(data.image_shape),
-            "num_classes": 0 if (unconditional or schema is not None) else data.num_classes,
-            "condition_dim": schema.width if (schema is not None and not unconditional) else 0,
+            "num_classes": 0 if (unconditional or width) else data.num_classes,
+            "condition_dim": 0 if unconditional else width,
             "hidden_dims": (400,) if big else (256, 256),
         }
         overrides = {k: v for k, v in overrides.items() if v is not None}

@@ -22,6 +22,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro.nn import PyroModule
+from torch import nn
 from torch.nn import functional as F
 
 from .._validate import check_images, check_labels
@@ -40,6 +41,11 @@ class CVAE(PyroModule):
 
     Args:
         config: a :class:`~pyro_cvae.config.ModelConfig`; keyword arguments build one instead.
+        encoder, decoder: your own ``nn.Module`` instances in place of the config's network
+            family (the interface of :func:`~pyro_cvae.register_net`). Such a model trains and
+            samples in this process, but cannot be saved: a checkpoint stores no code. Register
+            the classes with :func:`~pyro_cvae.register_net` and set ``ModelConfig(net=...)`` to
+            save and load it.
 
     Parameters live in this module (not in Pyro's global parameter store), so two models in
     one process never share parameters and ``state_dict()`` is the whole model.
@@ -52,11 +58,18 @@ class CVAE(PyroModule):
 
     config_class = ModelConfig
 
-    def __init__(self, config: ModelConfig | None = None, **kwargs):
+    def __init__(self, config: ModelConfig | None = None, *, encoder: nn.Module | None = None,
+                 decoder: nn.Module | None = None, **kwargs):  # fmt: skip
         if config is None:
             config = ModelConfig(**kwargs)
         elif kwargs:
             raise ValueError("give either a ModelConfig or keyword arguments, not both")
+        for role, module in (("encoder", encoder), ("decoder", decoder)):
+            if module is not None and not isinstance(module, nn.Module):
+                raise TypeError(
+                    f"{role} must be an nn.Module instance (built, not its class), got "
+                    f"{type(module).__name__} {module!r}"
+                )
         if config.latent_dims and not getattr(type(self), "supports_latent_dims", False):
             raise ValueError(
                 f"latent_dims={config.latent_dims} describes a hierarchical model; build it with "
@@ -72,8 +85,17 @@ class CVAE(PyroModule):
             config.activation,
         )
         opts = config.net_options
-        self.encoder = make_encoder(net, shape, cw, hidden, d, act, **opts)
-        self.decoder = make_decoder(net, shape, cw, hidden, d, act, **opts)
+        # "encoder pkg.Class" for a network passed in as a module: a checkpoint could not rebuild it
+        self.unregistered_nets = tuple(
+            f"{role} {type(m).__module__}.{type(m).__qualname__}"
+            for role, m in (("encoder", encoder), ("decoder", decoder))
+            if m is not None
+        )
+        if encoder is None:
+            encoder = make_encoder(net, shape, cw, hidden, d, act, **opts)
+        if decoder is None:
+            decoder = make_decoder(net, shape, cw, hidden, d, act, **opts)
+        self.encoder, self.decoder = encoder, decoder
         self.prior = make_prior(config.prior, d, cw, config.prior_options)
         self.prior.bind(self)  # priors that need the model (VampPrior: its encoder)
         self.likelihood = make_likelihood(config.likelihood, config.x_scale, config.learn_x_scale,
@@ -282,8 +304,25 @@ class CVAE(PyroModule):
         out = self.decoder(z, c)
         return self.likelihood.mean(out) if mean else self.likelihood.dist(out).sample()
 
+    def check_saveable(self, action: str = "save this model") -> None:
+        """Raise a ``ValueError`` saying how to make the model saveable when its encoder or
+        decoder was passed in as a module (a checkpoint could not rebuild it)."""
+        if self.unregistered_nets:
+            raise ValueError(
+                f"cannot {action}: its {' and '.join(self.unregistered_nets)} was passed to CVAE "
+                "directly, and a checkpoint stores no code, so pyro_cvae.load could not rebuild "
+                "it. Register the classes with pyro_cvae.register_net('mynet', EncoderClass, "
+                "DecoderClass) and build the model from ModelConfig(..., net='mynet'); or keep "
+                "the model in this process (train without out=, save state_dict() yourself)"
+            )
+
     def save(self, path: str | Path, **extra) -> Path:
-        """Write config and weights to ``path`` atomically; :func:`pyro_cvae.load` reads it."""
+        """Write config and weights to ``path`` atomically; :func:`pyro_cvae.load` reads it.
+
+        Raises:
+            ValueError: for a model built with ``encoder=`` or ``decoder=`` modules.
+        """
+        self.check_saveable()
         payload = {
             "format": "pyro_cvae.model",
             "model_class": type(self).__name__,

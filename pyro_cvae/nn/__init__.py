@@ -6,7 +6,16 @@ Imports nothing of the package above layer 0.
 
 from .distributions import BernoulliImages, ReparamNormal, StandardNormal
 from .likelihoods import LIKELIHOOD_CLASSES, Likelihood, make_likelihood
-from .nets import MIN_SCALE, MLP, NETS, Classifier, broadcast_cat, make_decoder, make_encoder
+from .nets import (
+    MIN_SCALE,
+    MLP,
+    NETS,
+    Classifier,
+    broadcast_cat,
+    make_decoder,
+    make_encoder,
+    register_net,
+)
 from .priors import PRIORS, Prior, make_prior
 
 __all__ = [
@@ -26,4 +35,5 @@ __all__ = [
     "make_encoder",
     "make_likelihood",
     "make_prior",
+    "register_net",
 ]

@@ -16,6 +16,7 @@ other items of its batch.
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -34,7 +35,10 @@ __all__ = [
     "Classifier",
     "make_encoder",
     "make_decoder",
+    "register_net",
+    "unknown_net_message",
     "NETS",
+    "BUILTIN_NETS",
     "ACTIVATIONS",
     "MIN_SCALE",
 ]
@@ -220,22 +224,116 @@ class Classifier(nn.Module):
         return self.net(x.reshape(x.shape[: x.dim() - self.event_dim] + (self.x_dim,)))
 
 
-#: network family name -> (encoder class, decoder class); ``ModelConfig.net`` is one of its keys
+#: network family name -> (encoder class, decoder class); ``ModelConfig.net`` is one of its keys.
+#: :func:`register_net` adds a user's own pair for this process.
 NETS: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
     "mlp": (Encoder, Decoder),
     "conv": (ConvEncoder, ConvDecoder),
 }
+
+#: the families that ship with the package (never replaced by :func:`register_net`)
+BUILTIN_NETS = tuple(NETS)
+
+
+def register_net(name: str, encoder: type[nn.Module], decoder: type[nn.Module], *,
+                 replace: bool = False) -> None:  # fmt: skip
+    """Register a user's encoder and decoder classes as the network family ``name``.
+
+    Afterwards ``ModelConfig(net=name)`` (``pyro-cvae train --net`` in a script that registers
+    first) builds them, a run records ``name`` in its ``config.json`` and :func:`pyro_cvae.load`
+    rebuilds them, provided the same registration has run in the loading process: checkpoints
+    store weights and the name, never code.
+
+    Both classes are called as the built-ins are::
+
+        encoder(data_shape, cond_width, hidden_dims, latent_dim, activation)
+        decoder(data_shape, cond_width, hidden_dims, latent_dim, activation)
+
+    with ``data_shape`` the shape of one item ((C, H, W) images, (D,) vectors and table rows),
+    ``cond_width`` the width of the condition vector (0 for a plain VAE), ``hidden_dims`` a
+    tuple of widths, ``latent_dim`` the width of z and ``activation`` a key of
+    :data:`ACTIVATIONS`; ``dropout=p`` and ``batch_norm=True`` are passed as keywords only when
+    the config sets them. Their forward methods:
+
+    * ``encoder(x, c) -> (loc, scale)``: x (..., B, *data_shape), c (B, cond_width) or ``None``;
+      loc and scale (..., B, latent_dim), scale > 0;
+    * ``decoder(z, c) -> params``: z (..., B, latent_dim); the likelihood's parameters, e.g.
+      logits of shape (..., B, *data_shape) for ``"bernoulli"``.
+
+    Leading dimensions (particles, enumerated labels) must be broadcast, not assumed away:
+    :func:`broadcast_cat` concatenates z and c that way.
+
+    Raises:
+        ValueError: for a name that is empty, a built-in one (``mlp``, ``conv``), or already
+            registered to other classes without ``replace=True``; TypeError for a class that is
+            not callable.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"a network name is a non-empty string, got {name!r}; e.g. 'resnet'")
+    if name in BUILTIN_NETS:
+        raise ValueError(
+            f"{name!r} is a built-in network family ({', '.join(BUILTIN_NETS)}); register yours "
+            "under another name"
+        )
+    for role, cls in (("encoder", encoder), ("decoder", decoder)):
+        if not callable(cls):
+            raise TypeError(
+                f"the {role} of network {name!r} must be an nn.Module class (or a callable "
+                f"building one), got {cls!r}"
+            )
+    if name in NETS and NETS[name] != (encoder, decoder) and not replace:
+        old = ", ".join(_qualname(c) for c in NETS[name])
+        raise ValueError(
+            f"network {name!r} is already registered to {old}; pass replace=True to replace it"
+        )
+    NETS[name] = (encoder, decoder)
+
+
+def _qualname(obj) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+
+
+def unknown_net_message(name: str) -> str:
+    """Why ``name`` cannot be built, and how to make it buildable."""
+    return (
+        f"network {name!r} is not registered in this process (registered: {', '.join(NETS)}); "
+        f"checkpoints store no code: import your encoder and decoder classes and call "
+        f"pyro_cvae.register_net({name!r}, EncoderClass, DecoderClass) before building or "
+        "loading the model"
+    )
+
+
+def _build(net: str, role: int, args: tuple, options: dict) -> nn.Module:
+    if net not in NETS:
+        raise ValueError(unknown_net_message(net))
+    cls = NETS[net][role]
+    if options and net not in BUILTIN_NETS:
+        try:
+            params = inspect.signature(cls).parameters
+        except (TypeError, ValueError):  # no signature to read: let the call decide
+            params = {}
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        missing = [k for k in options if k not in params and not takes_any]
+        if params and missing:
+            raise ValueError(
+                f"network {net!r} ({_qualname(cls)}) takes no keyword option(s) "
+                f"{', '.join(missing)}; drop them from the config, or accept them in its "
+                "constructor"
+            )
+    return cls(*args, **options)
 
 
 def make_encoder(net: str, image_shape, cond_width, hidden_dims, latent_dim,
                  activation: str = "relu", **options) -> nn.Module:  # fmt: skip
     """Build the encoder of the network family ``net`` (a key of :data:`NETS`); ``options``
     (``dropout``, ``batch_norm``) are passed on as keywords."""
-    return NETS[net][0](image_shape, cond_width, hidden_dims, latent_dim, activation, **options)
+    args = (image_shape, cond_width, hidden_dims, latent_dim, activation)
+    return _build(net, 0, args, options)
 
 
 def make_decoder(net: str, image_shape, cond_width, hidden_dims, latent_dim,
                  activation: str = "relu", **options) -> nn.Module:  # fmt: skip
     """Build the decoder of the network family ``net`` (a key of :data:`NETS`); ``options``
     (``dropout``, ``batch_norm``) are passed on as keywords."""
-    return NETS[net][1](image_shape, cond_width, hidden_dims, latent_dim, activation, **options)
+    args = (image_shape, cond_width, hidden_dims, latent_dim, activation)
+    return _build(net, 1, args, options)

@@ -167,6 +167,8 @@ def fit(
     parallel = DataParallel.from_env(device)
     main = parallel is None or parallel.is_main  # only the main process writes files
     out = Path(out) if out is not None else None
+    if out is not None and hasattr(model, "check_saveable"):  # before any file is written
+        model.check_saveable(f"train into the run folder {out}")
     if out is not None and main:
         prepare_out(out, resume, overwrite)
     if parallel is not None:
