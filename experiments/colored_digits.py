@@ -84,7 +84,7 @@ def main(argv=None) -> dict:
             images = model.sample(COLORED_DIGITS_SCHEMA.encode(conds), 1)[:, 0]  # (60, 3, H, W)
             plots.image_grid(images, nrow=10, title="one sample per (colour, digit)",
                              row_labels=list(PALETTE), path=out / "colored_digits.png")  # fmt: skip
-    keys = ["color_accuracy", "digit_control_score", "brightness_mae", "classifier_test_accuracy"]
+    keys = ["color_accuracy", "digit_control_score", "brightness_mae", "judge_test_accuracy"]
     summary = {
         k: {"mean": statistics.mean(r[k] for r in rows),
             "std": statistics.pstdev(r[k] for r in rows)} for k in keys
@@ -115,8 +115,8 @@ def main(argv=None) -> dict:
         f"{summary['digit_control_score']['mean']:.4f} | {summary['digit_control_score']['std']:.4f} |",
         f"| brightness mean abs. error | - | {summary['brightness_mae']['mean']:.4f} "
         f"| {summary['brightness_mae']['std']:.4f} |",
-        f"| classifier accuracy on real test images | - | "
-        f"{summary['classifier_test_accuracy']['mean']:.4f} | - |",
+        f"| judge (digit classifier) accuracy on real test images | - | "
+        f"{summary['judge_test_accuracy']['mean']:.4f} | - |",
         "",
         "![one sample per colour and digit](colored_digits.png)",
         "",

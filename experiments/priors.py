@@ -271,7 +271,7 @@ def run_row(name: str, s: dict, data, runs_dir: Path, progress: bool) -> tuple[d
         cs = control_score(model, data, num_per_class=s["control_samples"])
         metrics["control_score"] = cs["control_score"]
         metrics["control_per_class"] = cs["per_class"]
-        metrics["classifier_test_accuracy"] = cs["classifier_test_accuracy"]
+        metrics["judge_test_accuracy"] = cs["judge_test_accuracy"]
     metrics["eval_seconds"] = round(time.perf_counter() - t0, 1)
     torch.save(model.state_dict(), folder / "model.pt")
     done.write_text(json.dumps({"settings": key, "metrics": metrics}, indent=2))

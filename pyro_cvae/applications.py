@@ -212,7 +212,8 @@ def anomaly_scores(model, x: torch.Tensor, y=None, num_samples: int = 100, **kw)
     A label model scores the marginal :math:`-\log \sum_y p(y) p(x | y)` (uniform p(y), each
     term importance-sampled with K = ``num_samples``) unless labels ``y`` are given, in which
     case :math:`-\log p(x | y)`. A plain VAE scores :math:`-\log p(x)`; an attribute model
-    needs its condition vectors ``y``.
+    needs its condition vectors ``y``. Keyword arguments go to :func:`pyro_cvae.log_likelihood`;
+    grey-level images under a Bernoulli likelihood need its ``binarize`` (True or False).
 
     Returns:
         a tensor of shape (N,).

@@ -246,7 +246,7 @@ class TestCommands:
     @pytest.mark.parametrize("method", ["linear", "spherical"])
     def test_interpolate_images(self, run_dir, tmp_path, method):
         npz, png = tmp_path / "i.npz", tmp_path / "i.png"
-        assert main(["interpolate", "--run", str(run_dir), "--images", "0,5", "--steps", "7",
+        assert main(["interpolate", "--run", str(run_dir), "--image-pair", "0,5", "--steps", "7",
                      "--method", method, "--out", str(png), "--npz", str(npz)]) == 0  # fmt: skip
         assert png.stat().st_size > 0
         with np.load(npz) as f:
@@ -254,14 +254,14 @@ class TestCommands:
 
     def test_interpolate_labels(self, run_dir, tmp_path):
         npz = tmp_path / "l.npz"
-        assert main(["interpolate", "--run", str(run_dir), "--labels", "1,7", "--steps", "4",
+        assert main(["interpolate", "--run", str(run_dir), "--label-pair", "1,7", "--steps", "4",
                      "--out", str(tmp_path / "l.png"), "--npz", str(npz)]) == 0  # fmt: skip
         with np.load(npz) as f:
             assert f["images"].shape == (4, 1, 8, 8)
 
     def test_interpolate_bad_index(self, run_dir, capsys):
-        assert main(["interpolate", "--run", str(run_dir), "--images", "0,100000"]) == 2
-        assert "--images index 100000 is out of range" in capsys.readouterr().err
+        assert main(["interpolate", "--run", str(run_dir), "--image-pair", "0,100000"]) == 2
+        assert "--image-pair index 100000 is out of range" in capsys.readouterr().err
 
     def test_score(self, run_dir, tmp_path, capsys):
         out = tmp_path / "scores.csv"
@@ -280,7 +280,7 @@ class TestCommands:
         x = np.random.default_rng(0).uniform(size=(5, 1, 8, 8)).astype(np.float32)
         np.savez(tmp_path / "in.npz", images=x, labels=np.arange(5))
         out = tmp_path / "s.csv"
-        assert main(["score", "--run", str(run_dir), "--images", str(tmp_path / "in.npz"),
+        assert main(["score", "--run", str(run_dir), "--images-npz", str(tmp_path / "in.npz"),
                      "-k", "2", "--given-label", "--out", str(out)]) == 0  # fmt: skip
         with open(out) as f:
             rows = list(csv.DictReader(f))
@@ -288,6 +288,6 @@ class TestCommands:
 
     def test_score_npz_without_labels(self, run_dir, tmp_path, capsys):
         np.savez(tmp_path / "in.npz", images=np.zeros((2, 1, 8, 8), np.float32))
-        assert main(["score", "--run", str(run_dir), "--images", str(tmp_path / "in.npz"),
+        assert main(["score", "--run", str(run_dir), "--images-npz", str(tmp_path / "in.npz"),
                      "--given-label"]) == 2  # fmt: skip
         assert "has no array 'labels'" in capsys.readouterr().err

@@ -246,7 +246,7 @@ class TestAttributeModel:
         _, model, data = attribute_run
         m = attribute_control(model, data, num_per_condition=2)
         assert m["num_images"] == 10 * 6 * 3 * 2
-        assert m["classifier_test_accuracy"] > 0.5  # the digit checker itself works
+        assert m["judge_test_accuracy"] > 0.5  # the digit checker itself works
 
     def test_attribute_control_of_an_oracle(self, attribute_run):
         """Real test digits tinted as asked score full colour accuracy, zero brightness error
@@ -255,7 +255,7 @@ class TestAttributeModel:
         faithful = attribute_control(_TintOracle(data.test), data, num_per_condition=2)
         assert faithful["color_accuracy"] == 1.0
         assert faithful["brightness_mae"] < 1e-6
-        acc = faithful["classifier_test_accuracy"]
+        acc = faithful["judge_test_accuracy"]
         assert acc > 0.5 and abs(faithful["digit_control_score"] - acc) < 0.15
         wrong = attribute_control(_TintOracle(data.test, shift=1), data, num_per_condition=2)
         assert wrong["color_accuracy"] == 0.0
@@ -345,7 +345,7 @@ class TestAttributeModel:
             npz = tmp_path / f"{name}.npz"
             np.savez(npz, images=x.numpy(), labels=cond.numpy())
             csv_path = tmp_path / f"{name}.csv"
-            argv = ["score", "--run", str(out), "--images", str(npz), "-k", "4", "--out",
+            argv = ["score", "--run", str(out), "--images-npz", str(npz), "-k", "4", "--out",
                     str(csv_path)]  # fmt: skip
             assert main(argv) == 0
             return np.array([float(r.split(",")[2]) for r in csv_path.read_text().splitlines()[1:]])

@@ -43,7 +43,7 @@ def test_train_control_score_is_the_judges_verdict_on_fresh_samples(run_dir):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     model, data = pyro_cvae.load(run_dir), load_run_data(run_dir)
     judge = train_classifier(data)
-    assert metrics["classifier_test_accuracy"] == classifier_accuracy(judge, data.test)
+    assert metrics["judge_test_accuracy"] == classifier_accuracy(judge, data.test)
     assert metrics["control_score"] == pytest.approx(np.mean(metrics["per_class"]), abs=1e-6)
     n = 100  # control_score's default per class, as train uses it
     pyro.set_rng_seed(12345)
@@ -371,3 +371,119 @@ def test_label_fraction_keeps_that_share_of_labels(tmp_path):
     # round(0.2 * 200 / 10) = 4 images per class
     assert config["num_labelled"] == 40 and config["train"]["label_fraction"] == 0.2
     assert config["model_class"] == "M2"
+
+
+# ------------------------------------------------------------------ one vocabulary of flags (13)
+
+READERS = ["sample", "reconstruct", "transfer", "interpolate", "score", "evaluate"]
+
+
+@pytest.mark.parametrize("command", READERS)
+def test_every_reading_command_takes_seed_device_quiet(command):
+    args = build_parser().parse_args(
+        [command, "--run", "r", "--seed", "3", "--device", "auto", "--quiet"]
+    )
+    assert (args.seed, args.device, args.quiet) == (3, "auto", True)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("command", READERS)
+def test_device_reaches_the_model_of_every_command(run_dir, command, capsys):
+    """--device is used, not only parsed: cuda on a machine without one is refused by flag."""
+    assert main([command, "--run", str(run_dir), "--device", "cuda"]) == 2
+    assert "no CUDA GPU is available; use --device cpu" in capsys.readouterr().err
+
+
+def test_seed_decides_the_draws_of_sample(run_dir, tmp_path):
+    def draw(seed, name):
+        npz = tmp_path / f"{name}.npz"
+        assert main(["sample", "--run", str(run_dir), "--label", "3", "-n", "4", "--draw",
+                     "--seed", str(seed), "--out", str(tmp_path / f"{name}.png"),
+                     "--npz", str(npz), "--quiet"]) == 0  # fmt: skip
+        return np.load(npz)["images"]
+
+    assert np.array_equal(draw(1, "a"), draw(1, "b"))
+    assert not np.array_equal(draw(1, "a"), draw(2, "c"))
+
+
+def test_quiet_hides_the_progress_bar_of_score(run_dir, tmp_path, capsys):
+    argv = ["score", "--run", str(run_dir), "-n", "4", "-k", "2", "--out", str(tmp_path / "s.csv")]
+    assert main(argv) == 0
+    assert "log p(x) K=2" in capsys.readouterr().err
+    assert main([*argv, "--quiet"]) == 0
+    assert "log p(x) K=2" not in capsys.readouterr().err
+
+
+def test_pairs_and_files_have_their_own_names_old_spellings_still_work(run_dir, tmp_path, capsys):
+    def interpolate(*flags):
+        npz = tmp_path / "i.npz"
+        assert main(["interpolate", "--run", str(run_dir), "--steps", "3", "--out",
+                     str(tmp_path / "i.png"), "--npz", str(npz), *flags]) == 0  # fmt: skip
+        return np.load(npz)["images"]
+
+    for new, old, value in [
+        ("--image-pair", "--images", "0,5"),
+        ("--label-pair", "--labels", "1,7"),
+    ]:
+        want = interpolate(new, value)
+        assert "deprecated" not in capsys.readouterr().err
+        assert np.array_equal(interpolate(old, value), want)
+        assert f"{old} is deprecated; use {new}" in capsys.readouterr().err
+    np.savez(tmp_path / "in.npz", images=np.zeros((3, 1, 8, 8), np.float32))
+    csvs = []
+    for flag in ("--images-npz", "--images"):
+        out = tmp_path / f"s{flag}.csv"
+        assert main(["score", "--run", str(run_dir), flag, str(tmp_path / "in.npz"), "-k", "2",
+                     "--out", str(out)]) == 0  # fmt: skip
+        csvs.append(out.read_text())
+    assert csvs[0] == csvs[1]  # same images, same seed: the same scores
+    assert "--images is deprecated; use --images-npz" in capsys.readouterr().err
+    helps = {c: build_parser()._subparsers._group_actions[0].choices[c].format_help()
+             for c in ("interpolate", "score")}  # fmt: skip
+    assert "--image-pair" in helps["interpolate"] and "--images " not in helps["interpolate"]
+    assert "--labels" not in helps["interpolate"] and "--images-npz" in helps["score"]
+    assert "--images " not in helps["score"]
+
+
+def test_score_binarises_npz_images_as_the_run_trained(run_dir, tmp_path):
+    """Grey .npz images against a run trained on binarised digits are scored as one seeded draw
+    (as evaluate scores its split); --no-binarize scores the grey levels."""
+    grey = np.random.default_rng(0).uniform(size=(4, 1, 8, 8)).astype(np.float32)
+    np.savez(tmp_path / "grey.npz", images=grey)
+    np.savez(tmp_path / "drawn.npz", images=pyro_cvae.data.eval_binarize(torch.from_numpy(grey)))
+
+    def scores(name, *flags):
+        out = tmp_path / f"{name}-{len(flags)}.csv"
+        assert main(["score", "--run", str(run_dir), "--images-npz", str(tmp_path / name),
+                     "-k", "3", "--out", str(out), *flags]) == 0  # fmt: skip
+        return [r["neg_log_px"] for r in csv.DictReader(out.read_text().splitlines())]
+
+    assert scores("grey.npz") == scores("drawn.npz") == scores("grey.npz", "--binarize")
+    assert scores("grey.npz", "--no-binarize") != scores("grey.npz")
+
+
+def test_train_without_out_writes_to_runs_of_its_data_set(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    one = ["--eval-samples", "0", "--train-size", "100", "--epochs", "1", "--batch-size", "50",
+           "--latent-dim", "2", "--hidden", "8", "--quiet"]  # fmt: skip
+    assert main(["train", "--dataset", "mnist", *one]) == 0
+    assert (
+        json.loads((tmp_path / "runs" / "mnist" / "config.json").read_text())["data"]["name"]
+        == "mnist"
+    )
+    assert not (tmp_path / "runs" / "digits").exists()
+    assert main(["train", *one]) == 0  # the default data set, digits
+    assert (tmp_path / "runs" / "digits" / "config.json").exists()
+
+
+def test_train_warns_when_samples_ignore_the_label(tmp_path, capsys):
+    """Two epochs on 200 digits learn a model whose samples ignore the label; train says so,
+    with the fix, exactly when metrics.json's control score is at most 1.5 x chance."""
+    out = tmp_path / "short"
+    assert main(["train", "--out", str(out), "--eval-samples", "5", *TINY]) == 0
+    err = capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["control_score"] <= 0.15  # this budget does end there
+    assert "warning: the samples ignore the label: control score" in err
+    assert "--epochs" in err and "--warmup-epochs" in err
+    assert "judge_test_accuracy" in metrics and "classifier_test_accuracy" not in metrics

@@ -154,3 +154,18 @@ def test_binarize_draw_is_a_bernoulli_draw_of_the_pixel_probabilities():
     freq = draws.mean(0)
     assert torch.allclose(freq, p[0], atol=4 * (0.25 / 20000) ** 0.5)
     assert freq[0] == 0.0 and freq[-1] == 1.0
+
+
+def test_dataset_needs_no_class_names_for_vector_conditions():
+    import pyro_cvae as pc
+
+    vectors = pc.Split(torch.rand(6, 1, 4, 4), torch.rand(6, 3))
+    data = pc.Dataset("mine", vectors, vectors, vectors)
+    assert (data.image_shape, data.num_classes, data.class_names) == ((1, 4, 4), 0, ())
+    cfg = pc.ModelConfig.for_data(data, latent_dim=2, hidden_dims=(8,))
+    assert (cfg.condition_dim, cfg.num_classes) == (3, 0)
+    pc.fit(pc.CVAE(cfg), data, epochs=1, batch_size=3, progress=False, validate_every=0)
+    labels = pc.Split(torch.rand(4, 2), torch.tensor([0, 2, 1, 2]))
+    data = pc.Dataset("mine", labels, labels.subset(1), labels.subset(2))
+    assert (data.image_shape, data.num_classes, data.class_names) == ((2,), 3, ("0", "1", "2"))
+    assert pc.ModelConfig.for_data(data).num_classes == 3

@@ -249,8 +249,8 @@ class TestControlScore:
                 for c in range(10)
             ]
         assert real["per_class"] == pytest.approx(hits)
-        assert real["classifier_test_accuracy"] > 0.8
-        assert real["control_score"] == pytest.approx(real["classifier_test_accuracy"], abs=0.06)
+        assert real["judge_test_accuracy"] > 0.8
+        assert real["control_score"] == pytest.approx(real["judge_test_accuracy"], abs=0.06)
         shifted = control_score(_Oracle(test, 1), digits, num_per_class=25, classifier=judge)
         assert shifted["control_score"] < 0.05
 
@@ -258,3 +258,60 @@ class TestControlScore:
         vae = pyro_cvae.CVAE(image_shape=(1, 8, 8), num_classes=0, latent_dim=2, hidden_dims=(8,))
         with pytest.raises(ValueError, match="label-conditioned"):
             control_score(vae, digits)
+
+
+class TestBernoulliSupport:
+    """Grey levels under a Bernoulli likelihood: refused unless binarize says what to score."""
+
+    def test_grey_levels_are_refused_with_the_fix(self, trained, digits):
+        x, y = digits.test.x[:4], digits.test.y[:4]
+        with pytest.raises(ValueError, match=r"grey levels \(4 of 4 images.*binarize=True"):
+            log_likelihood(trained, x, y, 2)
+        with pytest.raises(ValueError, match="binarize=False"):
+            pyro_cvae.log_marginal(trained, x, 2)
+        with pytest.raises(ValueError, match="binarize must be True, False or None, got 1"):
+            log_likelihood(trained, x, y, 2, binarize=1)
+
+    def test_binarize_true_scores_the_draw_evaluate_scores(self, trained, digits):
+        grey, drawn = digits.test, digits.eval_split("test")  # the whole split: the same draw
+        pyro.set_rng_seed(4)
+        want = log_likelihood(trained, drawn.x, drawn.y, 3)  # binary: no choice needed
+        pyro.set_rng_seed(4)
+        assert torch.equal(log_likelihood(trained, grey.x, grey.y, 3, binarize=True), want)
+        pyro.set_rng_seed(4)
+        soft = log_likelihood(trained, grey.x, grey.y, 3, binarize=False)
+        assert torch.isfinite(soft).all() and not torch.equal(soft, want)
+
+    def test_evaluate_still_binarises_first(self, trained, digits):
+        pyro.set_rng_seed(5)
+        m = pyro_cvae.evaluate(trained, digits, num_samples=2, control=False, num_images=20)
+        s = digits.eval_split("test").subset(20)
+        pyro.set_rng_seed(5)
+        pyro_cvae.elbo_per_image(trained, s)  # evaluate draws the ELBO's particles first
+        assert m["nll"] == -log_likelihood(trained, s.x, s.y, 2).mean().item()
+
+
+class TestConditionIgnored:
+    def test_control_score_at_most_one_and_a_half_times_chance(self):
+        from pyro_cvae.evaluate import condition_ignored
+
+        assert condition_ignored({"control_score": 0.15}, 10).startswith(
+            "the samples ignore the label: control score 0.150 <= 1.5 x chance (1/10) = 0.150"
+        )
+        assert condition_ignored({"control_score": 0.1501, "kl": 0.0}, 10) is None
+        assert "0.300" in condition_ignored({"control_score": 0.3}, 5)
+        judged = condition_ignored({"control_score": 0.1, "judge_test_accuracy": 0.96}, 10)
+        assert "the judge scores 0.96 on real test images" in judged
+
+    def test_kl_without_a_control_score(self):
+        from pyro_cvae.evaluate import condition_ignored
+
+        assert "posterior collapse" in condition_ignored({"kl": 0.05})
+        assert condition_ignored({"kl": 0.1}) is None and condition_ignored({}) is None
+
+    def test_judge_accuracy_reads_results_written_under_the_old_key(self):
+        from pyro_cvae.evaluate import judge_accuracy
+
+        assert judge_accuracy({"classifier_test_accuracy": 0.9}) == 0.9
+        assert judge_accuracy({"judge_test_accuracy": 0.8, "classifier_test_accuracy": 0.9}) == 0.8
+        assert judge_accuracy({}) is None

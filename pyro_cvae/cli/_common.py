@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
+import pyro
 import torch
 
+from .._validate import resolve_device
 from ..checkpoint import run_folder_of
 from ..data import BINARIZATIONS, DATASETS, MOLECULE_DATASETS, load_schema
+from ..models import load
 
 __all__ = [
     "int_list",
@@ -22,7 +26,10 @@ __all__ = [
     "index_pair",
     "add_data_args",
     "comma_list",
+    "add_common_args",
+    "add_deprecated_alias",
     "add_run_args",
+    "load_run_model",
     "run_folder",
     "print_metrics",
     "attribute_conditions",
@@ -138,6 +145,38 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_common_args(p: argparse.ArgumentParser) -> None:
+    """``--seed``, ``--device`` and ``--quiet``, spelled and meant the same on every command that
+    reads a run (``train`` has its own help texts for the same three flags)."""
+    p.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    p.add_argument(
+        "--device", default="cpu", choices=["cpu", "cuda", "auto"],
+        help="where the model runs; auto picks CUDA when available (default cpu)",
+    )  # fmt: skip
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress bars (accepted by every command)"
+    )
+
+
+class _DeprecatedAlias(argparse.Action):
+    """An old spelling of a flag: still works, hidden from ``--help``, notes the new one."""
+
+    def __init__(self, option_strings, dest, new: str = "", **kw):
+        self.new = new
+        super().__init__(option_strings, dest, **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{parser.prog}: note: {option_string} is deprecated; use {self.new}",
+              file=sys.stderr)  # fmt: skip
+        setattr(namespace, self.dest, values)
+
+
+def add_deprecated_alias(p: argparse.ArgumentParser, old: str, new: str, dest: str, **kw) -> None:
+    """Keep ``old`` working as a hidden alias of the flag ``new`` (stored in ``dest``)."""
+    p.add_argument(old, dest=dest, action=_DeprecatedAlias, new=new, help=argparse.SUPPRESS,
+                   default=argparse.SUPPRESS, **kw)  # fmt: skip
+
+
 def add_run_args(p: argparse.ArgumentParser, default_png: str) -> None:
     """The flags of the commands that read a trained run and write one picture."""
     p.add_argument("--run", required=True, help="run folder or checkpoint file")
@@ -147,8 +186,15 @@ def add_run_args(p: argparse.ArgumentParser, default_png: str) -> None:
         default=None,
         help=f"PNG path or folder (default: <run>/{default_png}, numbered when taken)",
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    add_common_args(p)
     p.add_argument("--data-dir", default=None, help="data folder, as for train")
+
+
+def load_run_model(args):
+    """The model of ``--run`` on ``--device``, with Pyro's and torch's RNG seeded by ``--seed``."""
+    model = load(args.run, map_location=resolve_device(args.device))
+    pyro.set_rng_seed(args.seed)
+    return model
 
 
 def run_folder(run: str) -> Path:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 
-import pyro
-
-from .._validate import resolve_device
 from ..data import load_run_data
 from ..evaluate import DEFAULT_MAX_FLOATS, evaluate
-from ..models import load
 from ..train import output_path
 from ._common import (
+    add_common_args,
+    load_run_model,
     positive_int,
     print_metrics,
 )
@@ -59,17 +57,13 @@ def add_parser(sub) -> None:
         default=None,
         help="JSON path or folder (default: <run>/evaluation.json, numbered when taken)",
     )
-    e.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    add_common_args(e)
     e.add_argument("--data-dir", default=None, help="data folder, as for train")
-    e.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="(cpu)")
-    e.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def run(args) -> int:
-    device = resolve_device(args.device)
-    model = load(args.run, map_location=device)
+    model = load_run_model(args)
     data = load_run_data(args.run, args.data_dir)
-    pyro.set_rng_seed(args.seed)
     metrics = evaluate(model, data, num_samples=args.num_samples, split=args.split,
                        classify_samples=args.classify_samples, progress=not args.quiet,
                        num_images=args.num_images, max_floats=args.max_floats)  # fmt: skip

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pyro
 import torch
 
 from .. import plots
@@ -13,13 +12,14 @@ from ..applications import (
     interpolate_labels,
 )
 from ..data import load_run_data
-from ..models import load
 from ..train import output_path
 from ._common import (
+    add_deprecated_alias,
     add_run_args,
     attribute_conditions,
     check_label,
     index_pair,
+    load_run_model,
     pick,
     run_folder,
 )
@@ -32,18 +32,21 @@ def add_parser(sub) -> None:
         "interpolate",
         help="interpolate between two images or two labels",
         description="Between two images: encode both, interpolate the latent (linearly or "
-        "spherically) and decode with one fixed label. With --labels A,B: keep the latent of "
+        "spherically) and decode with one fixed label. With --label-pair A,B: keep the latent of "
         "the first image and move the label from A to B. Writes an image strip.",
     )
     add_run_args(ip, "interpolation.png")
     ip.add_argument(
-        "--images", type=index_pair, default=(0, 1),
+        "--image-pair", type=index_pair, default=(0, 1), metavar="I,J",
         help="indices I,J of two images of --split (default 0,1)",
     )  # fmt: skip
     ip.add_argument(
-        "--labels", type=index_pair, default=None,
-        help="A,B: interpolate the label from A to B at the latent of image I instead",
+        "--label-pair", type=index_pair, default=None, metavar="A,B",
+        help="interpolate the label from A to B at the latent of image I instead",
     )  # fmt: skip
+    # the spellings before 0.1.0's one vocabulary (train's --labels is a count)
+    add_deprecated_alias(ip, "--images", "--image-pair", "image_pair", type=index_pair)
+    add_deprecated_alias(ip, "--labels", "--label-pair", "label_pair", type=index_pair)
     ip.add_argument(
         "--label", type=int, default=None,
         help="label every point is decoded with (default: the label of image I)",
@@ -61,22 +64,23 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    model = load(args.run)
-    pyro.set_rng_seed(args.seed)
+    model = load_run_model(args)
     folder = run_folder(args.run)
     cfg = model.config
     data = load_run_data(args.run, args.data_dir)
-    (x0, x1), (y0, y1) = pick(data.eval_split(args.split), args.images)
+    (x0, x1), (y0, y1) = pick(data.eval_split(args.split), args.image_pair, "--image-pair")
     if not cfg.cond_width:
         y0 = y1 = None
-        if args.labels or args.label is not None or args.condition:
-            raise ValueError("this model is unconditional; drop --labels, --label, --condition")
+        if args.label_pair or args.label is not None or args.condition:
+            raise ValueError("this model is unconditional; drop --label-pair, --label, --condition")
     conditions = None
     if cfg.condition_dim and args.condition:
         conditions, _ = attribute_conditions(model, folder, args.condition)
     elif args.condition:
-        raise ValueError("--condition is for attribute models; this model takes --label(s)")
-    label_path = args.labels is not None or (conditions is not None and len(conditions) == 2)
+        raise ValueError(
+            "--condition is for attribute models; this model takes --label or --label-pair"
+        )
+    label_path = args.label_pair is not None or (conditions is not None and len(conditions) == 2)
     if label_path:
         if cfg.condition_dim:
             if conditions is None or len(conditions) != 2:
@@ -84,14 +88,14 @@ def run(args) -> int:
             a, b = conditions[0], conditions[1]
             title = f"condition {args.condition[0]} -> {args.condition[1]}"
         else:
-            for v in args.labels:
-                check_label(model, v, "--labels")
-            a, b = args.labels
+            for v in args.label_pair:
+                check_label(model, v, "--label-pair")
+            a, b = args.label_pair
             title = f"label {data.class_names[a]} -> {data.class_names[b]}"
         z, _ = model.encode(x0[None], y0[None])
-        images = interpolate_labels(model, z[0], a, b, steps=args.steps)
+        images = interpolate_labels(model, z[0], a, b, steps=args.steps).cpu()
         strip = torch.cat([x0[None], images])
-        title = f"image {args.images[0]} | {title} at its latent"
+        title = f"image {args.image_pair[0]} | {title} at its latent"
     else:
         label = y0
         if conditions is not None:
@@ -103,9 +107,10 @@ def run(args) -> int:
             label = torch.tensor(args.label)
         images = interpolate_images(
             model, x0, x1, y0, y1, label=label, steps=args.steps, method=args.method
-        )
+        ).cpu()
         strip = torch.cat([x0[None], images, x1[None]])
-        title = f"image {args.images[0]} | {args.method} interpolation | image {args.images[1]}"
+        i, j = args.image_pair
+        title = f"image {i} | {args.method} interpolation | image {j}"
     out = output_path(args.run, "interpolation.png", args.out)
     plots.image_strip(strip, title=title, path=out)
     print(f"wrote {out} ({args.steps} steps)")

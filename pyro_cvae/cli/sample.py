@@ -6,16 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pyro
 import torch
 
 from .. import plots
 from ..applications import sample_rows
 from ..data import load_schema, read_table
-from ..models import MoleculeCVAE, load
+from ..models import MoleculeCVAE
 from ..train import output_path
 from ._common import (
+    add_common_args,
     attribute_conditions,
+    load_run_model,
     need_conditions,
     positive_int,
     run_folder,
@@ -54,7 +55,7 @@ def add_parser(sub) -> None:
         action="store_true",
         help="draw pixels from p(x | z, y) instead of showing its mean",
     )
-    s.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    add_common_args(s)
     s.add_argument(
         "--out",
         default=None,
@@ -69,8 +70,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    model = load(args.run)
-    pyro.set_rng_seed(args.seed)
+    model = load_run_model(args)
     if isinstance(model, MoleculeCVAE):  # SMILES with properties (CSV) and a drawn grid
         return sample_molecules(args, model)
     folder = run_folder(args.run)

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
-
-import pyro
 
 from .. import plots
 from ..applications import (
     anomaly_scores,
 )
-from ..data import load_run_data
-from ..models import MoleculeCVAE, load
+from ..data import load_run_data, run_binarizes
+from ..models import MoleculeCVAE
 from ..train import output_path
 from ._common import (
+    add_common_args,
+    add_deprecated_alias,
     images_from_npz,
+    load_run_model,
     positive_int,
 )
 from ._molecules import score_molecules
@@ -34,9 +36,16 @@ def add_parser(sub) -> None:
     sc.add_argument("--split", default="test", choices=["train", "val", "test"], help="(test)")
     sc.add_argument("-n", "--num", type=positive_int, default=None, help="first N images (all)")
     sc.add_argument(
-        "--images", default=None,
+        "--images-npz", default=None, metavar="PATH",
         help=".npz with an array 'images' (N, C, H, W) in [0, 1] to score instead of --split "
         "(and 'labels' for --given-label or an attribute model)",
+    )  # fmt: skip
+    add_deprecated_alias(sc, "--images", "--images-npz", "images_npz")
+    sc.add_argument(
+        "--binarize", action=argparse.BooleanOptionalAction, default=None,
+        help="--images-npz under a Bernoulli likelihood: score one seeded Bernoulli draw of the "
+        "images (--binarize) or their grey levels as they are (--no-binarize); default: as the "
+        "run's training data (binarised unless it trained with --binarize none)",
     )  # fmt: skip
     sc.add_argument(
         "--num-samples", "-k", type=positive_int, default=100,
@@ -55,32 +64,35 @@ def add_parser(sub) -> None:
         "--molecules", default=None,
         help="molecule runs: a CSV with a SMILES column to score instead of --split",
     )  # fmt: skip
-    sc.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    add_common_args(sc)
     sc.add_argument("--data-dir", default=None, help="data folder, as for train")
 
 
 def run(args) -> int:
-    model = load(args.run)
-    pyro.set_rng_seed(args.seed)
+    model = load_run_model(args)
     if isinstance(model, MoleculeCVAE):  # -log p(x | c) per molecule, c its own properties
         return score_molecules(args, model)
     cfg = model.config
-    if args.images:
-        x, y = images_from_npz(args.images, model)
-    else:
+    if args.images_npz:
+        x, y = images_from_npz(args.images_npz, model)
+        binarize = run_binarizes(args.run) if args.binarize is None else args.binarize
+    else:  # the split as evaluate scores it: binarised once if the run binarises
+        if args.binarize is not None:
+            raise ValueError("--binarize and --no-binarize are for --images-npz; drop it")
         split = load_run_data(args.run, args.data_dir).eval_split(args.split)
-        x, y = split.x, split.y
+        x, y, binarize = split.x, split.y, False
     if args.num:
         x, y = x[: args.num], None if y is None else y[: args.num]
     use_y = cfg.condition_dim or (cfg.num_classes and args.given_label)
     if use_y and y is None:
         raise ValueError(
-            f"{args.images} has no array 'labels'; this model needs them"
+            f"{args.images_npz} has no array 'labels'; this model needs them"
             + (" (or drop --given-label)" if cfg.num_classes else "")
         )
     if not cfg.cond_width and args.given_label:
         raise ValueError("this model is unconditional; drop --given-label")
-    scores = anomaly_scores(model, x, y if use_y else None, args.num_samples)
+    scores = anomaly_scores(model, x, y if use_y else None, args.num_samples,
+                            binarize=binarize, progress=not args.quiet)  # fmt: skip
     out = output_path(args.run, "scores.csv", args.out)
     label_col = [int(v) for v in y] if y is not None and y.dim() == 1 else [""] * len(scores)
     with open(out, "w", newline="") as f:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pyro
 
 from ..checkpoint import CheckpointError, load_latest_good
 from ..data import default_binarize, is_molecule_data, load_dataset, save_schema, save_table
-from ..evaluate import evaluate, semisupervised_metrics
+from ..evaluate import condition_ignored, evaluate, semisupervised_metrics
 from ..figures import write_figures
 from ..infer.objectives import OBJECTIVES
 from ..models import LIKELIHOODS, M2, NETS, ModelConfig, build_model, save_safetensors
@@ -35,7 +36,10 @@ def add_parser(sub) -> None:
         "epoch, metrics.csv, and figures into --out.",
     )
     add_data_args(t)
-    t.add_argument("--out", default="runs/digits", help="run folder (default: runs/digits)")
+    t.add_argument(
+        "--out", default=None,
+        help="run folder (default: runs/<data set>, e.g. runs/mnist; runs/<name> for --data)",
+    )  # fmt: skip
     t.add_argument("--epochs", type=positive_int, default=30, help="training epochs (default 30)")
     t.add_argument("--batch-size", type=positive_int, default=128, help="images per step (128)")
     t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
@@ -220,6 +224,8 @@ def run(args) -> int:
     if not args.data and (args.image_size or args.condition):
         raise ValueError("--image-size and --condition describe your own data; add --data PATH")
     source = args.data or args.dataset or "digits"
+    if args.out is None:  # runs/mnist, runs/faces for --data data/faces/
+        args.out = str(Path("runs") / Path(str(source)).stem)
     binarize = args.binarize or default_binarize(source, args.likelihood)
     # validate every setting before touching data or files
     common = dict(
@@ -290,5 +296,9 @@ def run(args) -> int:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         print("test metrics:" if semi else "test metrics (nats per image):")
         print_metrics(metrics)
+        ignored = None if semi else condition_ignored(metrics, model_cfg.num_classes)
+        if ignored:
+            print(f"warning: {ignored}; train longer (more --epochs) or warm the KL weight up "
+                  "(--warmup-epochs, e.g. a third of --epochs)", file=sys.stderr)  # fmt: skip
     print("figures: " + ", ".join(str(p) for p in figures))
     return 0

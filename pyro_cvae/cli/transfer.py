@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pyro
 import torch
 
 from .. import plots
@@ -11,12 +10,12 @@ from ..applications import (
     transfer,
 )
 from ..data import load_run_data
-from ..models import load
 from ..train import output_path
 from ._common import (
     add_run_args,
     attribute_conditions,
     check_label,
+    load_run_model,
     need_conditions,
     pick,
     positive_int,
@@ -50,8 +49,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    model = load(args.run)
-    pyro.set_rng_seed(args.seed)
+    model = load_run_model(args)
     folder = run_folder(args.run)
     cfg = model.config
     if not cfg.cond_width:

@@ -24,10 +24,25 @@ from .colored import (
     colorize,
     dominant_color,
 )
-from .core import BINARIZATIONS, Dataset, Split, binarize_draw, default_data_dir
+from .core import (
+    BINARIZATIONS,
+    EVAL_BINARIZE_SEED,
+    Dataset,
+    Split,
+    binarize_draw,
+    default_data_dir,
+    eval_binarize,
+)
 from .files import FILE_SOURCES, DataFileError, detect_source, load_files
 from .labels import partial_labels
-from .loaders import DATASETS, default_binarize, load_dataset, load_run_data, load_schema
+from .loaders import (
+    DATASETS,
+    default_binarize,
+    load_dataset,
+    load_run_data,
+    load_schema,
+    run_binarizes,
+)
 from .molecules import MOLECULE_DATASETS, is_molecule_data, load_moses
 from .names import DIGIT_NAMES, FASHION_NAMES
 from .tables import (
@@ -44,6 +59,7 @@ __all__ = [
     "AttributeSchema",
     "BINARIZATIONS",
     "BRIGHTNESS",
+    "EVAL_BINARIZE_SEED",
     "COLORED_DIGITS_SCHEMA",
     "Categorical",
     "Continuous",
@@ -71,6 +87,7 @@ __all__ = [
     "default_data_dir",
     "detect_source",
     "dominant_color",
+    "eval_binarize",
     "is_molecule_data",
     "load_dataset",
     "load_files",
@@ -78,6 +95,7 @@ __all__ = [
     "load_run_data",
     "load_schema",
     "partial_labels",
+    "run_binarizes",
     "read_schema",
     "read_table",
     "save_schema",

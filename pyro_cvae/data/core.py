@@ -24,9 +24,22 @@ import torch
 from .attributes import AttributeSchema
 from .tables import TableSchema
 
-__all__ = ["Split", "Dataset", "BINARIZATIONS", "default_data_dir", "binarize_draw"]
+__all__ = [
+    "Split", "Dataset", "BINARIZATIONS", "EVAL_BINARIZE_SEED", "default_data_dir", "binarize_draw",
+    "eval_binarize",
+]  # fmt: skip
 
 BINARIZATIONS = ("dynamic", "fixed", "none")
+
+#: seed of the one Bernoulli draw that evaluation scores (:meth:`Dataset.eval_split`)
+EVAL_BINARIZE_SEED = 12345
+
+
+def eval_binarize(x: torch.Tensor) -> torch.Tensor:
+    """One Bernoulli draw of grey-level images with :data:`EVAL_BINARIZE_SEED`, on CPU so that
+    every device draws the same images; returned on ``x``'s device."""
+    g = torch.Generator(device="cpu").manual_seed(EVAL_BINARIZE_SEED)
+    return torch.bernoulli(x.cpu(), generator=g).to(x.device)
 
 
 def binarize_draw(x: torch.Tensor) -> torch.Tensor:
@@ -73,20 +86,37 @@ class Dataset:
     The condition is class labels (``num_classes`` classes named ``class_names``; ``y`` of shape
     (N,)) unless ``schema`` is given: then ``y`` holds attribute vectors (N, schema.width)
     encoded by that :class:`~pyro_cvae.data.attributes.AttributeSchema`.
+
+    Defaults, for data of one's own: ``image_shape`` is that of ``train.x``; ``num_classes`` is 0
+    for vector conditions (``y`` of shape (N, d), or a ``schema``) and one more than the largest
+    label otherwise; ``class_names`` are ``"0"``, ``"1"``, ... (none for vector conditions).
     """
 
     name: str
     train: Split
     val: Split
     test: Split
-    image_shape: tuple[int, int, int]
-    num_classes: int
-    class_names: tuple[str, ...]
+    image_shape: tuple[int, ...] | None = None
+    num_classes: int | None = None
+    class_names: tuple[str, ...] | None = None
     binarize: str = "none"
     meta: dict = field(default_factory=dict)
     schema: AttributeSchema | None = None
     #: the columns of a table data set (``x`` holds encoded rows of shape (N, table.width))
     table: TableSchema | None = None
+
+    def __post_init__(self) -> None:
+        if self.image_shape is None:
+            self.image_shape = tuple(self.train.x.shape[1:])
+        vectors = self.schema is not None or self.train.y.dim() == 2
+        if self.num_classes is None:
+            if vectors:
+                self.num_classes = 0
+            else:
+                ys = [s.y for s in (self.train, self.val, self.test) if s.y.numel()]
+                self.num_classes = max(int(y.max()) for y in ys) + 1 if ys else 0
+        if self.class_names is None:
+            self.class_names = tuple(str(i) for i in range(self.num_classes))
 
     @property
     def is_image(self) -> bool:
@@ -168,6 +198,4 @@ class Dataset:
         data: Split = getattr(self, split)
         if self.binarize != "dynamic":
             return data
-        g = torch.Generator(device="cpu").manual_seed(12345)
-        x = torch.bernoulli(data.x.cpu(), generator=g).to(data.x.device)
-        return Split(x, data.y)
+        return Split(eval_binarize(data.x), data.y)

@@ -26,7 +26,9 @@ from .files import FILE_SOURCES, detect_source, load_files
 from .molecules import MOLECULE_DATASETS
 from .names import DIGIT_NAMES, FASHION_NAMES
 
-__all__ = ["DATASETS", "default_binarize", "load_dataset", "load_run_data", "load_schema"]
+__all__ = [
+    "DATASETS", "default_binarize", "load_dataset", "load_run_data", "load_schema", "run_binarizes",
+]  # fmt: skip
 
 
 def _split_indices(y: np.ndarray, fractions: tuple[float, float], seed: int):
@@ -283,6 +285,26 @@ def load_dataset(
     return data
 
 
+def _run_data_spec(run: str | Path) -> tuple[Path, dict]:
+    """The run folder and the ``data`` entry of its ``config.json``."""
+    folder = run_folder_of(run)
+    cfg_path = folder / "config.json"
+    if not cfg_path.exists():
+        raise CheckpointError(f"{folder} has no config.json; was it written by `pyro-cvae train`?")
+    return folder, json.loads(cfg_path.read_text())["data"]
+
+
+def run_binarizes(run: str | Path) -> bool:
+    """Whether images scored against a run are binarised first: ``True`` when it trained on
+    binarised images (``"dynamic"`` or ``"fixed"``), as :func:`pyro_cvae.evaluate` scores its
+    test split; ``False`` for grey levels (``"none"``).
+
+    Args:
+        run: a run folder or a file in one.
+    """
+    return _run_data_spec(run)[1]["binarize"] != "none"
+
+
 def load_run_data(run: str | Path, data_dir: str | Path | None = None) -> Dataset:
     """The data set a training run used, as its ``config.json`` records it.
 
@@ -290,11 +312,7 @@ def load_run_data(run: str | Path, data_dir: str | Path | None = None) -> Datase
         run: a run folder or a file in one (a checkpoint, ``model.pt``, ``model.safetensors``).
         data_dir: as for :func:`load_dataset`.
     """
-    folder = run_folder_of(run)
-    cfg_path = folder / "config.json"
-    if not cfg_path.exists():
-        raise CheckpointError(f"{folder} has no config.json; was it written by `pyro-cvae train`?")
-    spec = json.loads(cfg_path.read_text())["data"]
+    folder, spec = _run_data_spec(run)
     if "path" in spec:  # the user's own data: the same file, options and split
         if not Path(spec["path"]).exists():
             raise FileNotFoundError(

@@ -6,7 +6,14 @@ trained by ``fit``.
 
 from ..infer.bounds import elbo_per_image, log_weights
 from ..infer.semisupervised import accuracy, generative_posterior
-from .control import attribute_control, classifier_accuracy, control_score
+from .control import (
+    JUDGE_KEY,
+    attribute_control,
+    classifier_accuracy,
+    condition_ignored,
+    control_score,
+    judge_accuracy,
+)
 from .likelihood import (
     DEFAULT_MAX_FLOATS,
     active_units,
@@ -21,18 +28,21 @@ from .quadrants import baseline_nll, conditional_nll
 
 __all__ = [
     "DEFAULT_MAX_FLOATS",
+    "JUDGE_KEY",
     "accuracy",
     "active_units",
     "attribute_control",
     "baseline_nll",
     "bits_per_dim",
     "classifier_accuracy",
+    "condition_ignored",
     "conditional_nll",
     "control_score",
     "elbo_per_image",
     "evaluate",
     "generative_classify",
     "generative_posterior",
+    "judge_accuracy",
     "importance_log_likelihood",
     "log_likelihood",
     "log_marginal",

@@ -16,7 +16,20 @@ from ..data import COLORED_DIGITS_SCHEMA, DIGIT_NAMES, PALETTE, Dataset, Split, 
 from ..data.colored import BRIGHTNESS
 from ..train import train_classifier
 
-__all__ = ["classifier_accuracy", "control_score", "attribute_control"]
+__all__ = [
+    "IGNORED_CONTROL_FACTOR", "IGNORED_KL", "JUDGE_KEY", "attribute_control",
+    "classifier_accuracy", "condition_ignored", "control_score", "judge_accuracy",
+]  # fmt: skip
+
+#: key of the judge classifier's own accuracy on real test images in a metrics dict; results
+#: written before it was renamed hold it under ``"classifier_test_accuracy"``
+JUDGE_KEY = "judge_test_accuracy"
+_OLD_JUDGE_KEY = "classifier_test_accuracy"
+
+#: a control score at or below this many times chance (1/C) says samples ignore the label
+IGNORED_CONTROL_FACTOR = 1.5
+#: a KL(q(z|x) || p(z)) per image below this (nats) says the latent carries nothing
+IGNORED_KL = 0.1
 
 
 @torch.no_grad()
@@ -30,8 +43,12 @@ def classifier_accuracy(clf: nn.Module, split: Split) -> float:
 def control_score(model, data: Dataset, num_per_class: int = 100, classifier=None) -> dict:
     """Fraction of images generated for each label that a classifier of real images labels so.
 
+    The judge is a classifier of real images; its own accuracy on the real test images
+    (``"judge_test_accuracy"``) is the ceiling a perfect generator would reach, not a property of
+    the model: the same number for every model of one data set.
+
     Returns:
-        ``{"control_score": overall, "per_class": [..], "classifier_test_accuracy": acc}``.
+        ``{"control_score": overall, "per_class": [..], "judge_test_accuracy": acc}``.
     """
     if not model.config.num_classes:
         raise ValueError("the control score needs a label-conditioned model (num_classes > 0)")
@@ -46,8 +63,51 @@ def control_score(model, data: Dataset, num_per_class: int = 100, classifier=Non
     return {
         "control_score": per_class.mean().item(),
         "per_class": per_class.tolist(),
-        "classifier_test_accuracy": classifier_accuracy(clf, data.test),
+        JUDGE_KEY: classifier_accuracy(clf, data.test),
     }
+
+
+def judge_accuracy(metrics: dict) -> float | None:
+    """The judge classifier's accuracy on real test images from a metrics dict (also one written
+    before the key was renamed from ``"classifier_test_accuracy"``), or ``None``."""
+    return metrics.get(JUDGE_KEY, metrics.get(_OLD_JUDGE_KEY))
+
+
+def condition_ignored(metrics: dict, num_classes: int = 0) -> str | None:
+    r"""Why a trained model looks as if it ignores its condition (or its latent), or ``None``.
+
+    A label model whose control score is at most :data:`IGNORED_CONTROL_FACTOR` / C draws
+    images that a judge of real images cannot tell apart by the label asked for: every row of
+    samples is the same average image (short runs on small data sets end there). Without a
+    control score (plain VAEs, attribute conditions), a KL per image below :data:`IGNORED_KL`
+    nats says the posterior has collapsed onto the prior: the latent carries nothing. The usual
+    cure for both is longer training or a KL warm-up.
+
+    Args:
+        metrics: a dict from :func:`evaluate` (``control_score`` and/or ``kl``).
+        num_classes: C, the number of labels (0 for other models).
+
+    Returns:
+        a one-line diagnosis without the fix (the caller names the fix in its own terms).
+    """
+    score = metrics.get("control_score")
+    if num_classes and score is not None:
+        limit = IGNORED_CONTROL_FACTOR / num_classes
+        if score <= limit:
+            judge = judge_accuracy(metrics)
+            ceiling = f"; the judge scores {judge:.2f} on real test images" if judge else ""
+            return (
+                f"the samples ignore the label: control score {score:.3f} <= "
+                f"{IGNORED_CONTROL_FACTOR} x chance (1/{num_classes}) = {limit:.3f}{ceiling}"
+            )
+        return None
+    kl = metrics.get("kl")
+    if kl is not None and kl < IGNORED_KL:
+        return (
+            f"the latent is ignored: KL(q(z|x) || p(z)) = {kl:.4f} nats per image < {IGNORED_KL} "
+            "(posterior collapse)"
+        )
+    return None
 
 
 def _digit_classifier(data):
@@ -75,8 +135,8 @@ def attribute_control(model, data, *, num_per_condition: int = 20, classifier=No
     brightness as the brightest pixel.
 
     Returns:
-        ``{"color_accuracy", "digit_control_score", "brightness_mae", "classifier_test_accuracy",
-        "num_images"}``.
+        ``{"color_accuracy", "digit_control_score", "brightness_mae", "judge_test_accuracy",
+        "num_images"}`` (the last: the digit judge's own accuracy on real test images).
     """
     clf, grey_data = _digit_classifier(data) if classifier is None else (classifier, None)
     schema = COLORED_DIGITS_SCHEMA
@@ -103,5 +163,5 @@ def attribute_control(model, data, *, num_per_condition: int = 20, classifier=No
         "num_images": int(flat.shape[0]),
     }
     if grey_data is not None:
-        out["classifier_test_accuracy"] = classifier_accuracy(clf, grey_data.test)
+        out[JUDGE_KEY] = classifier_accuracy(clf, grey_data.test)
     return out

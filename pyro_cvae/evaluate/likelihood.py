@@ -23,7 +23,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .._validate import num_particles
+from ..data import eval_binarize
 from ..infer.objectives import ImportanceWeightedELBO, importance_log_weights
+from ..nn.likelihoods import BernoulliLikelihood
 
 __all__ = [
     "DEFAULT_MAX_FLOATS",
@@ -116,6 +118,7 @@ def log_likelihood(
     batch_size: int = 100,
     max_floats: int = DEFAULT_MAX_FLOATS,
     progress: bool = False,
+    binarize: bool | None = None,
 ) -> torch.Tensor:
     r"""Importance-sampled :math:`\log p(x | y)` of each image with K = ``num_samples``.
 
@@ -123,15 +126,47 @@ def log_likelihood(
     by ``batch_size`` and ``max_floats`` (floats of decoder output per chunk, default 2^22,
     i.e. 16 MiB), not by K or the number of images.
 
+    A Bernoulli likelihood's support is {0, 1}. Grey-level images under it are refused unless
+    ``binarize`` says what to score: ``True``, one seeded Bernoulli draw of ``x``
+    (:func:`pyro_cvae.data.eval_binarize`, the draw :meth:`Dataset.eval_split` and
+    :func:`pyro_cvae.evaluate` score); ``False``, the grey levels as soft targets (what a model
+    trained with ``binarize="none"`` saw; not a likelihood of the images). Binary images and
+    other likelihoods need no choice.
+
     Returns:
         a tensor of shape (N,) in nats.
+
+    Raises:
+        ValueError: grey-level images under a Bernoulli likelihood with ``binarize=None``.
     """
     _check_num_samples(num_samples)
+    x = _support(model, x, binarize)
     model.check_inputs(x, y)
     return importance_log_likelihood(
         model.model, model.guide, x, y, num_samples,
         batch_size=batch_size, max_floats=max_floats, progress=progress,
     )  # fmt: skip
+
+
+def _support(model, x: torch.Tensor, binarize: bool | None) -> torch.Tensor:
+    """``x`` as it is to be scored: binarised when asked, refused when ambiguous."""
+    if binarize is not None and not isinstance(binarize, bool):
+        raise ValueError(f"binarize must be True, False or None, got {binarize!r}")
+    if binarize:
+        return eval_binarize(x)
+    if binarize is None and isinstance(getattr(model, "likelihood", None), BernoulliLikelihood):
+        grey = ((x > 0) & (x < 1)).flatten(1).any(1).nonzero().flatten()
+        if len(grey):
+            i = grey[0].item()
+            v = x[i][(x[i] > 0) & (x[i] < 1)][0].item()
+            raise ValueError(
+                f"x holds grey levels ({len(grey)} of {x.shape[0]} images, e.g. {v:.4g} in image "
+                f"{i}) but the model's likelihood is Bernoulli, whose support is {{0, 1}}; "
+                "evaluate() scores one seeded binarisation instead (data.eval_split('test').x). "
+                "Pass binarize=True to score that draw of x, or binarize=False to score the grey "
+                "levels as soft targets (as a model trained with binarize='none' saw them)"
+            )
+    return x
 
 
 def bits_per_dim(nats_per_image: float | torch.Tensor, num_dims: int):

@@ -55,7 +55,9 @@ def evaluate(
         s = s.subset(num_images)
     y = condition_of(model, s.y)
     elbo = elbo_per_image(model, s)
-    ll = log_likelihood(model, s.x, y, num_samples, progress=progress, max_floats=max_floats)
+    # eval_split made the one binarisation to score (or kept grey levels the model trained on)
+    ll = log_likelihood(model, s.x, y, num_samples, progress=progress, max_floats=max_floats,
+                        binarize=False)  # fmt: skip
     kl = _kl_per_image(model, s)
     n_active, _ = active_units(model, s.x, y)
     dims = math.prod(data.image_shape)
@@ -73,7 +75,7 @@ def evaluate(
     if control and model.config.num_classes:
         out.update(control_score(model, data))
     if classify_samples and model.config.num_classes:
-        probs = generative_classify(model, s.x, classify_samples)
+        probs = generative_classify(model, s.x, classify_samples, binarize=False)
         out["generative_accuracy"] = (probs.argmax(-1) == s.y).float().mean().item()
     return out
 
