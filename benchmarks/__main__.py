@@ -66,13 +66,14 @@ def targets(m: dict) -> list[tuple[str, str, bool]]:
     """(target, measured value, met?) for each speed and memory target of the issue."""
     rows = []
     elbo = m["elbo"][0]["ratio"]
-    rows.append(("ELBO epoch <= 1.10x the plain loop", f"{elbo:.3f}x", elbo <= 1.10))
+    rows.append(("ELBO epoch <= 1.05x the plain loop", f"{elbo:.3f}x", elbo <= 1.05))
     for r in m["iwae"]:
         k = r["objective"][4:]
-        rows.append((f"IWAE K={k} epoch <= 1.10x the plain IWAE loop", f"{r['ratio']:.3f}x",
-                     r["ratio"] <= 1.10))  # fmt: skip
+        rows.append((f"IWAE K={k} epoch <= 1.05x the plain IWAE loop", f"{r['ratio']:.3f}x",
+                     r["ratio"] <= 1.05))  # fmt: skip
     semi = m["semi"]["ratio"]
-    rows.append(("enumerated M2 epoch <= 12x the ELBO epoch", f"{semi:.2f}x", semi <= 12))
+    rows.append(("enumerated M2 epoch <= 6x the ELBO epoch", f"{semi:.2f}x", semi <= 6))
+    rows.append(("stretch: ELBO epoch below 1.0x the plain loop", f"{elbo:.3f}x", elbo < 1.0))
     default = [r for r in m["evals"] if r["max_floats"] == DEFAULT_MAX_FLOATS]
     share = min(r["gflops"] for r in default) / m["rate"]
     rows.append((f"log_likelihood at K={m['k_eval']} >= 40% of the matmul rate",
@@ -106,7 +107,7 @@ def section(m: dict) -> list[str]:
         "2048). The percentages are the share of it that each figure's matrix products reach "
         "(FLOPs counted by `torch.utils.flop_counter`, forward and backward).",
         "",
-        "### Targets of issue 7, checked against this run",
+        "### Targets of issue 14, checked against this run",
         "",
         "| target | measured | met |",
         "|---|---|---|",

@@ -4,8 +4,10 @@ Usage: python -m benchmarks.semi_speed [--train-size 10000] [--repeats 3]
 
 Both train on the same MNIST images with the same networks (hidden 400, latent 50) and the same
 unlabelled batch size. An M2 epoch is one pass over the unlabelled images; each step also takes
-a batch of labelled images (100 labels, cycled). In the unlabelled loss the label is enumerated
-in parallel (``TraceEnum_ELBO``), so the encoder q(z | x, y) and the decoder run once per class:
+a batch of labelled images (100 labels, cycled). In the unlabelled loss the label is summed out
+exactly and in parallel (on ``fit``'s lean path: :func:`pyro_cvae.infer.semisupervised.enumerated_elbo`
+of the label log weights, ``TraceEnum_ELBO``'s estimator), so the encoder q(z | x, y) and the
+decoder run once per class:
 about C = 10 times the work of a CVAE step, plus the classifier and the labelled batch. The
 epochs alternate in one process; the medians of ``repeats`` timed epochs after one warm-up are
 compared, each epoch timed by the trainers' own clock (training steps only, no evaluation).

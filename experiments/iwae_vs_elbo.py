@@ -69,6 +69,8 @@ PAPER_2LAYER = {
     ("iwae", 50): (82.90, "-"),
 }
 
+ACT_NAMES = {"relu": "ReLU", "tanh": "tanh"}
+
 #: row method -> objective name of :mod:`pyro_cvae.infer.objectives`
 OBJECTIVE = {"vae": "elbo", "iwae": "iwae"}
 
@@ -375,7 +377,8 @@ def write_results(
         + (f" (first {s['train_subset']} only)" if s["train_subset"] else "")
         + "; test images binarized once with a fixed seed",
         f"- model: {'-'.join(map(str, s['hidden_dims']))} hidden, {latent} latent "
-        f"dims, Bernoulli likelihood, **{s.get('activation', 'relu')}** (the paper uses tanh)",
+        f"dims, Bernoulli likelihood, **{ACT_NAMES[s.get('activation', 'relu')]}** (the paper uses "
+        "tanh)",
         f"- training: **{s['epochs']} epochs per row**, batch {s['batch_size']}, Adam "
         f"lr={s['lr']} (eps {s.get('adam_eps', 1e-8):g}), seed {s['seed']}. The paper trains 3280 epochs "
         "(batch 20, Adam eps 1e-4, lr decayed over 8 stages)",

@@ -72,7 +72,7 @@ def test_quick_benchmark_writes_every_section(tmp_path):
     text = out.read_text()
     for heading in (
         "## CPU",
-        "### Targets of issue 7",
+        "### Targets of issue 14",
         "### Training",
         "### Semi-supervised",
         "### Evaluation",
