@@ -12,8 +12,8 @@ about the budget; the seconds it really took are reported beside it.
   rows for class k are ``model.sample(k, n, mean=False)`` decoded with the table's schema.
 * **TVAE**, **CTGAN** (the ``ctgan`` package, Xu et al. [1]): fit on the training rows with
   the class as a discrete column; CTGAN samples rows for class k with its conditional vector
-  (``condition_column``), TVAE cannot condition, so its rows are drawn unconditionally and carry
-  their generated class. Without ``ctgan`` installed their rows say so.
+  (``condition_column``), TVAE cannot condition, so its rows are drawn unconditionally; the rows
+  of both carry the class column they generated (CTGAN's conditional vector does not fix it). Without ``ctgan`` installed their rows say so.
 
 Measured on as many synthetic rows as there are training rows, in the training rows' class
 proportions:
@@ -328,9 +328,11 @@ def markdown(out: dict) -> str:
         "Synthetic rows: as many as training rows, in their class proportions. ML efficacy: "
         "random forest trained on the rows, accuracy on real held-out rows (the `real` line: "
         "trained on real rows). KS: mean over continuous columns vs real training rows (lower is "
-        "better). Class TVD: total variation distance of the class column (CVAE and CTGAN "
-        "sample the class proportions by construction). Corr diff: mean absolute difference of "
-        "the off-diagonal Pearson correlations. Conditional fidelity: rows generated for class k "
+        "better). Class TVD: total variation distance of the class column (the CVAE's rows carry "
+        "the class they were generated for, so 0; TVAE and CTGAN rows carry the class they "
+        "generated: CTGAN is asked per class through its conditional vector, which does not fix "
+        "it). Corr diff: mean absolute difference of "
+        "the off-diagonal Pearson correlations. Conditional fidelity: rows whose class column is k "
         "that a forest trained on real rows calls k (`real`: on its own training rows). "
         f"Rows/s: sampling {out['sample_rows']} rows.",
     ]
