@@ -62,7 +62,7 @@ def run(dataset="mnist", steps=500, hidden=(400,), latent=50, batch_size=128, de
         ),
         "svi_step": lambda: svi.step(x, y),
     }
-    ms = median_step_ms(variants, steps, device)
+    ms = median_step_ms(variants, steps, device, warmup=max(5, steps // 10))
     log(
         f"one ELBO step ({torch.device(device).type}), median ms: "
         + ", ".join(f"{k} {v:.2f}" for k, v in ms.items())
