@@ -176,13 +176,21 @@ class TestAnomaly:
         pyro.set_rng_seed(1)
         _, marginal = pyro_cvae.log_marginal(trained, x, 8)
         torch.testing.assert_close(scores, -marginal)
-        # with the same draws: -log p(x) = -logsumexp_y [log p(x|y) + log 1/10], which lies
-        # between -max_y(...) - log 10 and -max_y(...)
+        # by hand, with the same draws (one conditional log-likelihood per label, in label
+        # order): p(x) = (1/10) sum_y p(x | y), summed in float64 from the exponentials
         pyro.set_rng_seed(1)
-        joint, _ = pyro_cvae.log_marginal(trained, x, 8)  # (6, 10), includes log 1/10
-        torch.testing.assert_close(scores, -torch.logsumexp(joint, dim=1))
-        best = -joint.max(dim=1).values
-        assert (scores <= best + 1e-5).all() and (scores >= best - math.log(10) - 1e-5).all()
+        cond = torch.stack(
+            [
+                pyro_cvae.log_likelihood(trained, x, torch.full((6,), c, dtype=torch.long), 8)
+                for c in range(10)
+            ]
+        ).double()  # (10, 6): log p(x | y)
+        shift = cond.max(0).values
+        by_hand = -(shift + ((cond - shift).exp().sum(0) / 10).log())
+        torch.testing.assert_close(scores.double(), by_hand, rtol=1e-6, atol=1e-5)
+        # p(x) lies between the best label's p(x | y) / 10 and that p(x | y) itself
+        best = -cond.max(0).values.float()
+        assert (scores >= best - 1e-5).all() and (scores <= best + math.log(10) + 1e-5).all()
 
     def test_given_labels_is_the_conditional(self, trained, test_split):
         x, y = test_split.x[:4], test_split.y[:4]
