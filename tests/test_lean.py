@@ -193,3 +193,19 @@ def test_m2_trains_on_the_lean_path(digits_small):
     h = pc.fit(model, digits_small, cfg, epochs=3, lr=3e-3, progress=False, pyro_validation=False)
     losses = h.column("train_loss")
     assert losses[-1] < losses[0]
+
+
+def test_m2_loss_value_works_without_gradients(digits_small):
+    """SemiSupervisedObjective.loss under torch.no_grad (TraceEnum_ELBO alone refuses it)."""
+    from pyro_cvae.infer.semisupervised import SemiSupervisedObjective
+
+    model = _m2()
+    x_l, y_l, x_u = digits_small.train.x[:8], digits_small.train.y[:8], digits_small.train.x[8:20]
+    args = (x_l, y_l, x_u, (0.5, 0.25, 0.1))
+    objective = SemiSupervisedObjective("elbo")
+    with torch.no_grad():
+        pyro.set_rng_seed(7)
+        value = objective.loss(model, None, *args)
+    pyro.set_rng_seed(7)
+    same = SemiSupervisedObjective("elbo", lean=True).differentiable_loss(model, None, *args)
+    assert value == pytest.approx(same.item(), rel=1e-6)

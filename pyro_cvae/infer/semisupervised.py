@@ -240,4 +240,11 @@ class SemiSupervisedObjective:
         return loss
 
     def loss(self, model: M2, _guide, *args) -> float:
-        return self.differentiable_loss(model, _guide, *args).item()
+        """The loss's value, computed without gradients (also under ``torch.no_grad``, where
+        ``TraceEnum_ELBO`` refuses to run: the value comes from the lean path, the same
+        estimator)."""
+        lean = (
+            self if self.lean else SemiSupervisedObjective(self.kind, self.num_particles, lean=True)
+        )
+        with torch.no_grad():
+            return lean.differentiable_loss(model, _guide, *args).item()
