@@ -197,3 +197,29 @@ class TestCommands:
         assert "line 3: RDKit cannot parse the SMILES 'C1CC('" in capsys.readouterr().err
         assert main(["sample", "--run", str(run), "--condition", "logp=99"]) == 2
         assert "outside the trained range" in capsys.readouterr().err
+
+    def test_word_dropout_and_embed_dim_flags(self, data, tmp_path, capsys):
+        run = tmp_path / "run"
+        assert main(["train", "--dataset", "moses", "--train-size", "300", "--epochs", "1",
+                     "--batch-size", "64", "--latent-dim", "4", "--hidden", "16",
+                     "--embed-dim", "12", "--word-dropout", "0.4", "--eval-samples", "0",
+                     "--out", str(run), "--quiet"]) == 0  # fmt: skip
+        model = pc.load(run)
+        assert model.config.embed_dim == 12 and model.config.word_dropout == 0.4
+        assert model.decoder.embed.embedding_dim == 12
+        # unset: the library's defaults
+        assert main(["train", "--dataset", "moses", "--train-size", "300", "--epochs", "1",
+                     "--latent-dim", "4", "--hidden", "16", "--eval-samples", "0",
+                     "--out", str(tmp_path / "plain"), "--quiet"]) == 0  # fmt: skip
+        plain = pc.load(tmp_path / "plain").config
+        assert (plain.embed_dim, plain.word_dropout) == (
+            MoleculeConfig.embed_dim,
+            MoleculeConfig.word_dropout,
+        )
+        capsys.readouterr()
+        assert main(["train", "--dataset", "moses", "--train-size", "300", "--epochs", "1",
+                     "--word-dropout", "1.5", "--out", str(tmp_path / "bad"), "--quiet"]) == 2  # fmt: skip
+        assert "word_dropout must be in [0, 1)" in capsys.readouterr().err
+        assert main(["train", "--dataset", "digits", "--epochs", "1", "--embed-dim", "8",
+                     "--out", str(tmp_path / "digits"), "--quiet"]) == 2  # fmt: skip
+        assert "--dataset moses only" in capsys.readouterr().err

@@ -18,7 +18,15 @@ from ..data import default_binarize, is_molecule_data, load_dataset, save_schema
 from ..evaluate import condition_ignored, evaluate, semisupervised_metrics
 from ..figures import write_figures
 from ..infer.objectives import OBJECTIVES
-from ..models import LIKELIHOODS, M2, NETS, ModelConfig, build_model, save_safetensors
+from ..models import (
+    LIKELIHOODS,
+    M2,
+    NETS,
+    ModelConfig,
+    MoleculeConfig,
+    build_model,
+    save_safetensors,
+)
 from ..nn.nets import ACTIVATIONS
 from ..nn.priors import PRIORS
 from ..train import SemiSupervisedConfig, SemiSupervisedFamily, TrainConfig, fit
@@ -139,6 +147,15 @@ def add_parser(sub) -> None:
         action="store_true",
         help="ignore the labels: a plain VAE from the same code",
     )
+    t.add_argument(
+        "--word-dropout", type=float, default=None, metavar="P",
+        help="molecule runs (--dataset moses): probability that a decoder input token becomes "
+        f"<unk> in training (default {MoleculeConfig.word_dropout}, Bowman et al. 2016)",
+    )  # fmt: skip
+    t.add_argument(
+        "--embed-dim", type=positive_int, default=None,
+        help=f"molecule runs (--dataset moses): token embedding width (default {MoleculeConfig.embed_dim})",
+    )  # fmt: skip
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     t.add_argument("--overwrite", action="store_true", help="replace a previous run in --out")
     t.add_argument(
@@ -251,6 +268,11 @@ def run(args) -> int:
                         train_size=args.train_size, **files)  # fmt: skip
     if is_molecule_data(data):  # SMILES as tokens: the sequence CVAE (pyro_cvae.models.molecules)
         return train_molecules(args, data, train_cfg)
+    if args.word_dropout is not None or args.embed_dim is not None:
+        raise ValueError(
+            "--word-dropout and --embed-dim describe the molecule model; they apply to "
+            "--dataset moses only (for dropout in these networks use --dropout)"
+        )
     model_cfg = ModelConfig.for_data(
         data, unconditional=args.unconditional, latent_dim=args.latent_dim,
         latent_dims=args.latent_dims, hidden_dims=args.hidden, net=args.net,
