@@ -35,30 +35,46 @@ def _device_name(device: str) -> str:
     return f"CPU ({platform.machine()}, {torch.get_num_threads()} torch threads)"
 
 
+def plan(args) -> dict:
+    """The sizes of a run: the full one (default), ``--quick`` (a smoke test on MNIST) or
+    ``--tiny`` (seconds, on the 8x8 digits: the test suite's check that every section is
+    written, through the same code as the other two)."""
+    if args.tiny:
+        return {"dataset": "digits", "train_size": 300, "iw_size": 200, "repeats": 1,
+                "steps": 2, "k_eval": 10, "eval_images": (5, 20), "matmul_n": 256,
+                "hidden": (32,), "latent": 4}  # fmt: skip
+    if args.quick:
+        return {"dataset": "mnist", "train_size": 2000, "iw_size": 500, "repeats": 1,
+                "steps": 50, "k_eval": 200, "eval_images": (10, 40), "matmul_n": 2048,
+                "hidden": (400,), "latent": 50}  # fmt: skip
+    return {"dataset": "mnist", "train_size": None, "iw_size": args.iwae_train_size,
+            "repeats": args.repeats, "steps": 500, "k_eval": 5000, "eval_images": (50, 200),
+            "matmul_n": 2048, "hidden": (400,), "latent": 50}  # fmt: skip
+
+
 def measure(device: str, args, log) -> dict:
     """Every figure on one device."""
-    size = 2000 if args.quick else None
-    iw_size = 500 if args.quick else args.iwae_train_size
-    rep = 1 if args.quick else args.repeats
-    rate = eval_speed.matmul_gflops(device=device)
-    log(f"{device} matmul rate: {rate:.1f} GFLOP/s (fp32, 2048x2048)")
-    kw = dict(device=device, log=log)
-    k_eval = 200 if args.quick else 5000
+    sz = plan(args)
+    ds, size, iw_size, rep, k_eval = (sz[k] for k in ("dataset", "train_size", "iw_size",
+                                                     "repeats", "k_eval"))  # fmt: skip
+    n = sz["matmul_n"]
+    rate = eval_speed.matmul_gflops(n, device=device)
+    log(f"{device} matmul rate: {rate:.1f} GFLOP/s (fp32, {n}x{n})")
+    kw = dict(hidden=sz["hidden"], latent=sz["latent"], device=device, log=log)
     return {
         "device": device,
         "rate": rate,
+        "matmul_n": n,
         "repeats": rep,
         "n_full": size or 50000,
         "iw_size": iw_size,
-        "elbo": train_speed.run("mnist", rep, ("elbo",), train_size=size, **kw),
-        "iwae": train_speed.run("mnist", rep, ("iwae5", "iwae50"), train_size=iw_size, **kw),
-        "elbo_iw": train_speed.run("mnist", rep, ("elbo",), train_size=iw_size, **kw),
-        "semi": semi_speed.run("mnist", rep, train_size=iw_size, **kw),
-        "steps": overhead.run("mnist", 50 if args.quick else 500, **kw),
+        "elbo": train_speed.run(ds, rep, ("elbo",), train_size=size, **kw),
+        "iwae": train_speed.run(ds, rep, ("iwae5", "iwae50"), train_size=iw_size, **kw),
+        "elbo_iw": train_speed.run(ds, rep, ("elbo",), train_size=iw_size, **kw),
+        "semi": semi_speed.run(ds, rep, train_size=iw_size, **kw),
+        "steps": overhead.run(ds, sz["steps"], **kw),
         "k_eval": k_eval,
-        "evals": eval_speed.run(
-            "mnist", k_eval, (10, 40) if args.quick else (50, 200), rate=rate, **kw
-        )[1],
+        "evals": eval_speed.run(ds, k_eval, sz["eval_images"], rate=rate, **kw)[1],
     }
 
 
@@ -103,9 +119,10 @@ def section(m: dict) -> list[str]:
     out = [
         f"## {_device_name(m['device'])}",
         "",
-        f"Matrix-multiply rate measured in the same run: {rate:.1f} GFLOP/s (fp32, 2048 x "
-        "2048). The percentages are the share of it that each figure's matrix products reach "
-        "(FLOPs counted by `torch.utils.flop_counter`, forward and backward).",
+        f"Matrix-multiply rate measured in the same run: {rate:.1f} GFLOP/s (fp32, "
+        f"{m['matmul_n']} x {m['matmul_n']}). The percentages are the share of it that each "
+        "figure's matrix products reach (FLOPs counted by `torch.utils.flop_counter`, forward "
+        "and backward).",
         "",
         "### Targets of issue 14, checked against this run",
         "",
@@ -181,6 +198,11 @@ def main(argv=None) -> None:
     p.add_argument("--device", choices=("all", "cpu", "cuda"), default="all",
                    help="all: the CPU, and the GPU when one is present (default)")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
+    p.add_argument(
+        "--tiny",
+        action="store_true",
+        help="seconds, on the 8x8 digits (the tests' check of every section)",
+    )
     p.add_argument("--out", default=str(RESULTS), help="Markdown file to write")
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -195,12 +217,16 @@ def main(argv=None) -> None:
 
     results = [measure(d, args, log) for d in devices]
     rep = results[0]["repeats"]
+    sz = plan(args)
+    data = "MNIST" if sz["dataset"] == "mnist" else sz["dataset"]
+    hidden = ", ".join(map(str, sz["hidden"]))
     text = [
         "# Benchmarks",
         "",
         f"Written by `python -m benchmarks` on {datetime.date.today()} (torch "
-        f"{torch.__version__}). MLP CVAE, hidden 400, latent 50, batch 128, MNIST (dynamic "
-        "binarisation). Pyro and the hand-written PyTorch loop (`benchmarks/plain.py`, fused "
+        f"{torch.__version__}). MLP CVAE, hidden {hidden}, latent {sz['latent']}, batch 128, "
+        f"{data} (dynamic binarisation). Pyro and the hand-written PyTorch loop "
+        "(`benchmarks/plain.py`, fused "
         f"Adam) alternate epochs in one process; medians of {rep} timed epochs after one "
         "warm-up (pyro_cvae's epochs by `fit`'s own per-epoch clock, which leaves out the "
         "one-off setup of a `fit` call).",

