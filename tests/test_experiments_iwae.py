@@ -93,3 +93,19 @@ def test_gradient_snr_tiny(gradient_snr, tmp_path):
 def test_snr_definition(gradient_snr):
     g = torch.tensor([[1.0, 0.0, 2.0], [3.0, 0.0, 2.0]])  # columns: SNR 2/sqrt(2), 0 spread
     assert gradient_snr.snr(g) == pytest.approx(2 / 2**0.5)
+
+
+def test_render_only_lists_finished_and_unfinished_rows(iwae_vs_elbo, tmp_path):
+    runs, res = str(tmp_path / "runs"), tmp_path / "res"
+    iwae_vs_elbo.main(["--tiny", "--methods", "vae", "--ks", "1", "--runs-dir", runs,
+                       "--results-dir", str(tmp_path / "first")])  # fmt: skip
+    finished = json.loads(Path(runs, "vae_k1", "final.json").read_text())
+    rows = iwae_vs_elbo.main(["--tiny", "--methods", "vae,iwae", "--ks", "1,5", "--runs-dir", runs,
+                              "--results-dir", str(res), "--render-only"])  # fmt: skip
+    assert [(r["method"], r["k"]) for r in rows] == [("vae", 1)]  # nothing else was trained
+    assert rows[0]["nll"] == finished["nll"]
+    assert not Path(runs, "iwae_k5").exists()
+    md = (res / "iwae_vs_elbo.md").read_text()
+    for row in ("IWAE k=1", "IWAE k=5", "VAE k=5"):
+        assert f"| {row} | | not finished (still training) |" in md
+    assert "![test bound per epoch](iwae_vs_elbo.png)" in md
