@@ -27,8 +27,14 @@ from pyro_cvae.data.molecules import (  # noqa: E402
 )
 from pyro_cvae.evaluate.molecules import molecule_metrics, molecule_nll  # noqa: E402
 from pyro_cvae.infer.bounds import log_weights  # noqa: E402
-from pyro_cvae.models import MoleculeConfig, MoleculeCVAE, build_model  # noqa: E402
-from pyro_cvae.nn.sequence import TokenSequence  # noqa: E402
+from pyro_cvae.infer.objectives import make_objective  # noqa: E402
+from pyro_cvae.models import (  # noqa: E402
+    MOLECULE_ENCODERS,
+    MoleculeConfig,
+    MoleculeCVAE,
+    build_model,
+)
+from pyro_cvae.nn.sequence import ConvSequenceEncoder, TokenSequence  # noqa: E402
 
 TINY = dict(latent_dim=4, embed_dim=8, hidden_dim=16)
 
@@ -165,6 +171,64 @@ class TestTraining:
         assert json.loads(MoleculeConfig().to_json())["__class__"] == "MoleculeConfig"
 
 
+@pytest.fixture(scope="module")
+def conv(data):
+    pyro.set_rng_seed(0)
+    return MoleculeCVAE(MoleculeConfig.for_data(data, encoder="conv", **TINY)).eval()
+
+
+class TestConvEncoder:
+    """The 1-D convolution encoder (``MoleculeConfig(encoder="conv")``): the bounds, the
+    log-likelihood and training work with it as with the GRU."""
+
+    def test_registered_and_validated(self, conv):
+        assert MOLECULE_ENCODERS["conv"] is ConvSequenceEncoder
+        assert isinstance(conv.encoder, ConvSequenceEncoder)
+        with pytest.raises(ValueError, match="encoder must be one of"):
+            MoleculeConfig(encoder="lstm")
+        assert MoleculeConfig().encoder == "gru"  # older runs load as before
+
+    def test_padding_leaves_the_guide_unchanged(self, data, conv):
+        x, y = data.test.x[:6], data.test.y[:6]
+        padded = torch.cat([x, torch.full((6, 9), PAD)], 1)
+        garbage = padded.clone()
+        garbage[:, x.shape[1] :] = END  # tokens past the first end do not count either
+        loc, scale = conv.encoder(x, y)
+        for other in (padded, garbage):
+            loc2, scale2 = conv.encoder(other, y)
+            assert torch.allclose(loc, loc2, atol=1e-6) and torch.allclose(scale, scale2, atol=1e-6)
+
+    def test_elbo_iwae_and_log_likelihood(self, data, conv):
+        x, y = data.test.x[:20], data.test.y[:20]
+        pyro.set_rng_seed(2)
+        lw = log_weights(conv, x, y, 50)  # (K, B)
+        assert lw.shape == (50, 20) and torch.isfinite(lw).all()
+        iwae = torch.logsumexp(lw, 0) - torch.log(torch.tensor(50.0))
+        assert (iwae >= lw.mean(0) - 1e-5).all()
+        for name, k in (("elbo", 1), ("iwae", 5)):
+            loss = make_objective(name, k).differentiable_loss(conv.model, conv.guide, x, y)
+            assert torch.isfinite(loss) and loss > 0
+        ll = pc.log_likelihood(conv, x, y, num_samples=50)
+        assert ll.shape == (20,) and torch.isfinite(ll).all()
+        assert ll.mean() >= lw.mean() - 1.0  # K=50 bound above the ELBO (up to noise)
+
+    @pytest.mark.parametrize("objective,particles", [("elbo", 1), ("iwae", 3)])
+    def test_tiny_run_lowers_the_loss_and_reloads(self, data, tmp_path, objective, particles):
+        pyro.set_rng_seed(0)
+        model = build_model(MoleculeConfig.for_data(data, encoder="conv", **TINY))
+        history = pc.fit(model, data, epochs=2, batch_size=32, lr=3e-3, objective=objective,
+                         particles=particles, out=tmp_path / "run", progress=False)  # fmt: skip
+        loss = history.column("train_loss")
+        assert loss[1] < loss[0]
+        again = pc.load(tmp_path / "run")
+        assert isinstance(again.encoder, ConvSequenceEncoder) and again.config == model.config
+        pyro.set_rng_seed(3)
+        a = log_weights(model, data.test.x[:5], data.test.y[:5], 2)
+        pyro.set_rng_seed(3)
+        b = log_weights(again, data.test.x[:5], data.test.y[:5], 2)
+        assert torch.equal(a, b)
+
+
 class TestCommands:
     def test_train_sample_score(self, data, tmp_path, capsys):
         run = tmp_path / "run"
@@ -198,23 +262,26 @@ class TestCommands:
         assert main(["sample", "--run", str(run), "--condition", "logp=99"]) == 2
         assert "outside the trained range" in capsys.readouterr().err
 
-    def test_word_dropout_and_embed_dim_flags(self, data, tmp_path, capsys):
+    def test_word_dropout_embed_dim_and_encoder_flags(self, data, tmp_path, capsys):
         run = tmp_path / "run"
         assert main(["train", "--dataset", "moses", "--train-size", "300", "--epochs", "1",
                      "--batch-size", "64", "--latent-dim", "4", "--hidden", "16",
-                     "--embed-dim", "12", "--word-dropout", "0.4", "--eval-samples", "0",
+                     "--embed-dim", "12", "--word-dropout", "0.4", "--encoder", "conv",
+                     "--eval-samples", "0",
                      "--out", str(run), "--quiet"]) == 0  # fmt: skip
         model = pc.load(run)
         assert model.config.embed_dim == 12 and model.config.word_dropout == 0.4
         assert model.decoder.embed.embedding_dim == 12
+        assert model.config.encoder == "conv" and isinstance(model.encoder, ConvSequenceEncoder)
         # unset: the library's defaults
         assert main(["train", "--dataset", "moses", "--train-size", "300", "--epochs", "1",
                      "--latent-dim", "4", "--hidden", "16", "--eval-samples", "0",
                      "--out", str(tmp_path / "plain"), "--quiet"]) == 0  # fmt: skip
         plain = pc.load(tmp_path / "plain").config
-        assert (plain.embed_dim, plain.word_dropout) == (
+        assert (plain.embed_dim, plain.word_dropout, plain.encoder) == (
             MoleculeConfig.embed_dim,
             MoleculeConfig.word_dropout,
+            MoleculeConfig.encoder,
         )
         capsys.readouterr()
         assert main(["train", "--dataset", "moses", "--train-size", "300", "--epochs", "1",

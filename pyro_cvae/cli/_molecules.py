@@ -28,14 +28,16 @@ __all__ = ["train_molecules", "sample_molecules", "score_molecules"]
 
 def train_molecules(args, data: Dataset, train_cfg: TrainConfig) -> int:
     """``pyro-cvae train --dataset moses``: the sequence CVAE (``--hidden``: the GRU width,
-    ``--embed-dim``, ``--word-dropout``; unset flags keep :class:`MoleculeConfig`'s defaults)."""
+    ``--embed-dim``, ``--word-dropout``, ``--encoder``; unset flags keep
+    :class:`MoleculeConfig`'s defaults)."""
     hidden = args.hidden[0] if args.hidden else None
     if args.hidden and len(args.hidden) > 1:
         raise ValueError(f"a molecule model has one GRU width; give --hidden {hidden}")
     cfg = MoleculeConfig.for_data(data, unconditional=args.unconditional,
                                   latent_dim=args.latent_dim, hidden_dim=hidden,
                                   embed_dim=args.embed_dim,
-                                  word_dropout=args.word_dropout)  # fmt: skip
+                                  word_dropout=args.word_dropout,
+                                  encoder=args.encoder)  # fmt: skip
     out = Path(args.out)
     pyro.set_rng_seed(args.seed)
     model = build_model(cfg)

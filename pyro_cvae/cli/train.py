@@ -21,6 +21,7 @@ from ..infer.objectives import OBJECTIVES
 from ..models import (
     LIKELIHOODS,
     M2,
+    MOLECULE_ENCODERS,
     NETS,
     ModelConfig,
     MoleculeConfig,
@@ -154,7 +155,13 @@ def add_parser(sub) -> None:
     )  # fmt: skip
     t.add_argument(
         "--embed-dim", type=positive_int, default=None,
-        help=f"molecule runs (--dataset moses): token embedding width (default {MoleculeConfig.embed_dim})",
+        help="molecule runs (--dataset moses): token embedding width "
+        f"(default {MoleculeConfig.embed_dim})",
+    )  # fmt: skip
+    t.add_argument(
+        "--encoder", default=None, choices=list(MOLECULE_ENCODERS),
+        help="molecule runs (--dataset moses): the guide's network over the tokens, a GRU or "
+        f"1-D convolutions (default {MoleculeConfig.encoder})",
     )  # fmt: skip
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     t.add_argument("--overwrite", action="store_true", help="replace a previous run in --out")
@@ -268,9 +275,9 @@ def run(args) -> int:
                         train_size=args.train_size, **files)  # fmt: skip
     if is_molecule_data(data):  # SMILES as tokens: the sequence CVAE (pyro_cvae.models.molecules)
         return train_molecules(args, data, train_cfg)
-    if args.word_dropout is not None or args.embed_dim is not None:
+    if args.word_dropout is not None or args.embed_dim is not None or args.encoder is not None:
         raise ValueError(
-            "--word-dropout and --embed-dim describe the molecule model; they apply to "
+            "--word-dropout, --embed-dim and --encoder describe the molecule model; they apply to "
             "--dataset moses only (for dropout in these networks use --dropout)"
         )
     model_cfg = ModelConfig.for_data(

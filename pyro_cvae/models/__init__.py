@@ -32,7 +32,7 @@ from .config import LIKELIHOODS, NETS, ModelConfig
 from .cvae import CVAE
 from .hierarchical import GaussianLayer, HierarchicalCVAE, LayeredLatent, LayerNormal
 from .m2 import M2
-from .molecules import MoleculeConfig, MoleculeCVAE
+from .molecules import MOLECULE_ENCODERS, MoleculeConfig, MoleculeCVAE
 from .quadrants import (
     QUADRANTS_GIVEN,
     BaselineNet,
@@ -53,6 +53,7 @@ __all__ = [
     "LayerNormal",
     "LayeredLatent",
     "M2",
+    "MOLECULE_ENCODERS",
     "MoleculeCVAE",
     "MoleculeConfig",
     "MODEL_CLASSES",

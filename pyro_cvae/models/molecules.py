@@ -6,7 +6,8 @@ Generative story, for B molecules with property vectors c::
     x ~ prod_t p(x_t | x_<t, z, c)                # "x": batch (B,), event (L,), an
                                                   # autoregressive GRU, masked past the end
 
-and the guide q(z | x, c) = N(loc(x, c), diag scale(x, c)^2) from a GRU over the tokens. Both
+and the guide q(z | x, c) = N(loc(x, c), diag scale(x, c)^2) from a GRU over the tokens (or
+1-D convolutions: ``MoleculeConfig(encoder="conv")``, see :data:`MOLECULE_ENCODERS`). Both
 sites sit in the data plate, so the ELBO, the importance-weighted bounds (K particles: leading
 (K, B) dimensions) and :func:`pyro_cvae.log_likelihood` apply per molecule unchanged. In training
 (``model.train()``) each decoder input token but the start token is replaced by ``<unk>`` with
@@ -36,9 +37,14 @@ from ..checkpoint import save_checkpoint
 from ..data import Dataset
 from ..data.molecules import END, PAD, SPECIAL_TOKENS, START, UNK, Vocabulary
 from ..nn.distributions import ReparamNormal
-from ..nn.sequence import SequenceDecoder, SequenceEncoder, TokenSequence
+from ..nn.sequence import ConvSequenceEncoder, SequenceDecoder, SequenceEncoder, TokenSequence
 
-__all__ = ["MoleculeConfig", "MoleculeCVAE"]
+__all__ = ["MoleculeConfig", "MoleculeCVAE", "MOLECULE_ENCODERS"]
+
+#: encoder name -> class with the constructor (vocab_size, embed_dim, hidden_dim, latent_dim,
+#: cond_width, pad, end) whose forward maps token ids (B, L) and conditions (B, C) or None to the
+#: loc and scale (B, D) of q(z | x, c); ``MoleculeConfig(encoder=name)`` picks one
+MOLECULE_ENCODERS = {"gru": SequenceEncoder, "conv": ConvSequenceEncoder}
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,7 @@ class MoleculeConfig(FrozenConfig):
     embed_dim: int = 64
     hidden_dim: int = 256
     word_dropout: float = 0.25  # Bowman et al. 2016 find 0.25-0.5 keeps z in use
+    encoder: str = "gru"  # a name in MOLECULE_ENCODERS: "gru" or "conv" (1-D convolutions)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tokens", tuple(self.tokens))
@@ -69,6 +76,10 @@ class MoleculeConfig(FrozenConfig):
             raise ValueError(f"condition_dim must be an integer >= 0, got {self.condition_dim!r}")
         for name in ("latent_dim", "embed_dim", "hidden_dim"):
             positive_int(name, getattr(self, name))
+        if self.encoder not in MOLECULE_ENCODERS:
+            raise ValueError(
+                f"encoder must be one of {sorted(MOLECULE_ENCODERS)}, got {self.encoder!r}"
+            )
         if not (isinstance(self.word_dropout, (int, float)) and 0 <= self.word_dropout < 1):
             raise ValueError(
                 f"word_dropout must be in [0, 1), got {self.word_dropout!r}; e.g. 0.25"
@@ -111,7 +122,8 @@ class MoleculeConfig(FrozenConfig):
 
 
 class MoleculeCVAE(PyroModule):
-    """Sequence CVAE: GRU guide q(z | x, c), autoregressive GRU model p(z) p(x | z, c).
+    """Sequence CVAE: GRU (or 1-D convolution, ``encoder="conv"``) guide q(z | x, c),
+    autoregressive GRU model p(z) p(x | z, c).
 
     Example::
 
@@ -133,7 +145,7 @@ class MoleculeCVAE(PyroModule):
         self.config = config
         V, E, H, D, C = (config.vocab_size, config.embed_dim, config.hidden_dim,
                          config.latent_dim, config.condition_dim)  # fmt: skip
-        self.encoder = SequenceEncoder(V, E, H, D, C, PAD, END)
+        self.encoder = MOLECULE_ENCODERS[config.encoder](V, E, H, D, C, PAD, END)
         self.decoder = SequenceDecoder(V, E, H, D, C)
         self.register_buffer("zero", torch.zeros(()))
         self.vocab = Vocabulary(config.tokens)

@@ -9,7 +9,9 @@ padding. The decoder factorises
 where T(x) is the position of the first end token (L when there is none), so positions past the
 end never count: padding appended to a sequence leaves its log-likelihood unchanged. The encoder
 reads the tokens left to right and summarises the sequence by its state at T(x), so the guide
-does not see the padding either. Both broadcast over leading sample dimensions of z (particles).
+does not see the padding either (:class:`ConvSequenceEncoder`, the 1-D convolution alternative of
+Gomez-Bombarelli et al. [2], zeroes every layer past T(x) and pools over the positions up to it).
+Both broadcast over leading sample dimensions of z (particles).
 
 References:
     [1] Bowman et al., Generating Sentences from a Continuous Space, CoNLL 2016.
@@ -27,7 +29,13 @@ from torch.nn import functional as F
 
 from .nets import MIN_SCALE, broadcast_cat
 
-__all__ = ["TokenSequence", "sequence_lengths", "SequenceEncoder", "SequenceDecoder"]
+__all__ = [
+    "TokenSequence",
+    "sequence_lengths",
+    "SequenceEncoder",
+    "ConvSequenceEncoder",
+    "SequenceDecoder",
+]
 
 
 def sequence_lengths(x: torch.Tensor, end: int) -> torch.Tensor:
@@ -117,6 +125,53 @@ class SequenceEncoder(nn.Module):
         last = sequence_lengths(x, self.end) - 1  # (B,)
         h = states.gather(1, last.view(-1, 1, 1).expand(-1, 1, states.shape[-1])).squeeze(1)
         loc, raw = self.out(broadcast_cat(h, c)).chunk(2, dim=-1)
+        return loc, F.softplus(raw) + MIN_SCALE
+
+
+class ConvSequenceEncoder(nn.Module):
+    """q(z | x, c) by 1-D convolutions (Gomez-Bombarelli et al. [2] encode SMILES this way):
+    token embeddings and c through ``layers`` same-length convolutions of ``hidden_dim``
+    channels, each output zeroed past the sequence's end, then the maximum over the positions up
+    to the end, with c, into the mean and scale of a diagonal Gaussian. Zeroing every layer past
+    the end makes the result independent of how much padding follows.
+
+    Args: as :class:`SequenceEncoder`, plus ``kernel_size`` (odd) and ``layers``.
+    """
+
+    def __init__(
+        self, vocab_size, embed_dim, hidden_dim, latent_dim, cond_width, pad, end,
+        kernel_size: int = 5, layers: int = 3,
+    ):  # fmt: skip
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(
+                f"kernel_size must be odd (same-length convolutions), got {kernel_size}"
+            )
+        self.end = end
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad)
+        widths = [embed_dim + cond_width] + [hidden_dim] * layers
+        self.convs = nn.ModuleList(
+            nn.Conv1d(a, b, kernel_size, padding=kernel_size // 2)
+            for a, b in zip(widths[:-1], widths[1:])
+        )
+        self.out = nn.Linear(hidden_dim + cond_width, 2 * latent_dim)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None):
+        """x (B, L) ids, c (B, C) or None -> loc, scale, each (B, D)."""
+        L = x.shape[-1]
+        inside = torch.arange(L, device=x.device) < sequence_lengths(x, self.end).unsqueeze(-1)
+        mask = inside.unsqueeze(1).to(self.out.weight.dtype)  # (B, 1, L)
+        emb = self.embed(x)  # (B, L, E)
+        inp = (
+            emb if c is None else torch.cat([emb, c.unsqueeze(-2).expand(*emb.shape[:-1], -1)], -1)
+        )
+        h = inp.transpose(1, 2) * mask  # (B, E + C, L), zero past the end
+        for conv in self.convs:
+            h = F.relu(conv(h)) * mask  # (B, H, L)
+        # ReLU outputs are >= 0 and zero past the end, so the maximum over all L positions is the
+        # maximum over the positions up to the end
+        pooled = h.max(-1).values  # (B, H)
+        loc, raw = self.out(broadcast_cat(pooled, c)).chunk(2, dim=-1)
         return loc, F.softplus(raw) + MIN_SCALE
 
 
