@@ -9,9 +9,11 @@ Spearman correlation between requested and achieved values. The VAE receives no 
 correlation is that of its (unconditioned) samples paired with the same grid: chance. Published
 numbers (MOSES VAE: Polykovskiy et al. 2020; Lim et al. 2018's CVAE) are quoted, not rerun.
 
-Writes ``experiments/results/molecules.json`` and ``molecules.md``.
+Writes ``experiments/results/molecules.json``, ``molecules.md`` and ``molecules.png`` (a grid
+of the CVAE's valid molecules: one row per logP target, legends requested and achieved logP).
 
     python experiments/molecules.py --train-size 100000 --epochs 10
+    python experiments/molecules.py --train-size 5000 --epochs 6   # README's picture (minutes)
     python experiments/molecules.py --tiny           # smoke test
 """
 
@@ -53,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", type=int, default=5, help="logP targets on the grid (5)")
     p.add_argument("--per-target", type=int, default=50, help="molecules per logP target (50)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1)")
+    p.add_argument("--per-row", type=int, default=5, help="molecules per logP target drawn (5)")
     p.add_argument("--results-dir", default=str(RESULTS), help="where results are written")
     p.add_argument("--tiny", action="store_true", help="smoke-test budget (seconds)")
     return p
@@ -71,6 +75,7 @@ def _train(data, conditional: bool, args) -> tuple[MoleculeCVAE, float]:
 
 def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
     if args.tiny:
         args.train_size, args.epochs, args.hidden, args.latent_dim = 300, 1, 16, 4
         args.warmup_epochs, args.generate, args.grid, args.per_target = 0, 20, 3, 5
@@ -80,7 +85,7 @@ def main(argv=None) -> dict:
     logp = np.array([v["logp"] for v in values])
     grid = np.linspace(*np.percentile(logp, [10, 90]), args.grid).round(2).tolist()
     out: dict = {"budget": {k: getattr(args, k) for k in ("train_size", "epochs", "batch_size",
-                 "hidden", "latent_dim", "warmup_epochs", "generate", "per_target", "seed")},
+                 "hidden", "latent_dim", "warmup_epochs", "generate", "per_target", "seed", "threads")},
                  "logp_grid": grid, "published": PUBLISHED, "models": {}}  # fmt: skip
     for name, conditional in (("CVAE", True), ("VAE", False)):
         model, seconds = _train(data, conditional, args)
@@ -98,6 +103,10 @@ def main(argv=None) -> dict:
             for i, r in enumerate(rows):  # pair the unconditioned samples with the grid
                 r["requested_logp"] = grid[i // args.per_target]
         metrics.update(property_control(rows, ["logp"]))
+        metrics["logp_achieved_mean"] = _achieved(rows, grid, args.per_target)
+        if conditional:
+            picture = _picture(rows, grid, args, "molecules.tiny.png" if args.tiny else "")
+            out["picture"] = picture and Path(picture).name
         metrics["train_seconds"] = seconds
         out["models"][name] = metrics
         print(name, json.dumps(metrics))
@@ -107,6 +116,39 @@ def main(argv=None) -> dict:
     (folder / f"molecules{suffix}.json").write_text(json.dumps(out, indent=2))
     (folder / f"molecules{suffix}.md").write_text(_markdown(out))
     return out
+
+
+def _achieved(rows: list[dict], grid: list[float], per_target: int) -> list[float | None]:
+    """Mean achieved logP of the valid molecules of each grid target (rows target-major)."""
+    means = []
+    for m in range(len(grid)):
+        vals = [r["logp"] for r in rows[m * per_target : (m + 1) * per_target] if r["valid"]]
+        means.append(round(float(np.mean(vals)), 3) if vals else None)
+    return means
+
+
+def _picture(rows: list[dict], grid: list[float], args, name: str) -> str | None:
+    """A grid of the CVAE's valid molecules, ``--per-row`` per logP target, one row each (blank
+    cells where a target has fewer valid molecules)."""
+    from rdkit import Chem
+    from rdkit.Chem import Draw
+
+    mols, legends = [], []
+    for m, target in enumerate(grid):
+        mine = [r for r in rows[m * args.per_target : (m + 1) * args.per_target] if r["valid"]]
+        mine = mine[: args.per_row]
+        mols += [Chem.MolFromSmiles(r["smiles"]) for r in mine]
+        legends += [f"asked logP {target:.2f}, got {r['logp']:.2f}" for r in mine]
+        mols += [Chem.Mol()] * (args.per_row - len(mine))
+        legends += [""] * (args.per_row - len(mine))
+    if not any(legends):
+        return None
+    path = Path(args.results_dir) / (name or "molecules.png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Draw.MolsToGridImage(mols, molsPerRow=args.per_row, subImgSize=(220, 220),
+                                 legends=legends)  # fmt: skip
+    image.save(str(path))
+    return str(path)
 
 
 def _markdown(out: dict) -> str:
@@ -121,9 +163,14 @@ def _markdown(out: dict) -> str:
     for name, m in out["published"].items():
         lines.append(f"| {name} | " + " | ".join(fmt(m.get(c.replace("10000", "10k")))
                                                  for c in cols) + " |")  # fmt: skip
+    achieved = {n: m.get("logp_achieved_mean") for n, m in out["models"].items()}
+    lines += ["", f"Mean achieved logP of the valid molecules per requested logP {out['logp_grid']}"
+              f" (the VAE's unconditioned samples split into groups of the same size): "
+              f"{json.dumps(achieved)}."]  # fmt: skip
+    if out.get("picture"):
+        lines += ["", f"![CVAE molecules per logP target]({out['picture']})"]
     return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(2)
     main()

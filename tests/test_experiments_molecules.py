@@ -30,6 +30,9 @@ def test_tiny_run_writes_results(tmp_path):
         assert 0 <= m["validity"] <= 1 and "logp_spearman" in m
     assert json.loads((tmp_path / "molecules.tiny.json").read_text())["logp_grid"]
     assert "MOSES VAE" in (tmp_path / "molecules.tiny.md").read_text()
+    if out.get("picture"):  # a grid of the CVAE's valid molecules, one row per logP target
+        assert (tmp_path / out["picture"]).stat().st_size > 0
+        assert out["picture"] in (tmp_path / "molecules.tiny.md").read_text()
 
 
 def test_every_flag_has_help():
