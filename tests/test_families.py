@@ -284,3 +284,15 @@ def test_tensorboard_logs_every_step_and_epoch(data, tmp_path):
     assert first == pytest.approx(h.column("train_loss")[0], rel=1e-5)
     with pytest.raises(ValueError, match="give out="):
         pc.fit(model, data, epochs=1, batch_size=50, tensorboard=True, progress=False)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [(["--epochs", "2", "--warmup-epochs", "5"], "--warmup-epochs 5 is longer than --epochs 2"),
+     (["--eval-samples", "-1"], "--eval-samples must be >= 0")],
+)  # fmt: skip
+def test_train_refuses_inconsistent_flags_before_writing(flags, message, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--train-size", "60", "--quiet", "--out", str(out), *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
