@@ -5,7 +5,12 @@ import pytest
 import torch
 
 import pyro_cvae as pc
-from pyro_cvae.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
+from pyro_cvae.checkpoint import (
+    CheckpointError,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+)
 from pyro_cvae.infer import ModuleSVI, scale_latents
 from pyro_cvae.train import kl_weight
 
@@ -61,6 +66,21 @@ def test_resume_refuses_another_configuration(digits_small, tmp_path):
                progress=False)  # fmt: skip
     with pytest.raises(CheckpointError, match="other settings"):
         pc.fit(_model(), digits_small, epochs=2, lr=0.1, out=tmp_path, resume=True,
+               progress=False)  # fmt: skip
+
+
+def test_resume_reads_a_checkpoint_written_before_config_fields_were_added(digits_small, tmp_path):
+    """A field added to the model config since (dropout, batch_norm) reads as its default."""
+    pc.fit(_model(), digits_small, epochs=1, out=tmp_path, progress=False)
+    path = list_checkpoints(tmp_path)[-1]
+    ckpt = load_checkpoint(path)
+    for name in ("dropout", "batch_norm"):
+        del ckpt["model_config"][name]
+    save_checkpoint(path, ckpt)
+    h = pc.fit(_model(), digits_small, epochs=2, out=tmp_path, resume=True, progress=False)
+    assert len(h) == 2
+    with pytest.raises(CheckpointError, match="dropout: 0.0 -> 0.1"):
+        pc.fit(_model(dropout=0.1), digits_small, epochs=3, out=tmp_path, resume=True,
                progress=False)  # fmt: skip
 
 

@@ -193,6 +193,10 @@ def verify_resumable(path, ckpt: dict, model, config) -> None:
     (semi-supervised training) are compared field by field too; only ``epochs`` may change.
     """
     saved_model = ckpt.get("model_config") or {}
+    try:  # fields added since the checkpoint was written read as their defaults
+        saved_model = type(model.config).from_dict(saved_model).to_dict()
+    except (TypeError, ValueError):  # another kind of config or removed fields: compare raw
+        pass
     changed = _changes(saved_model, model.config.to_dict())
     if changed:
         raise CheckpointError(
