@@ -43,6 +43,7 @@ from pathlib import Path
 import torch
 
 import pyro_cvae
+from pyro_cvae.checkpoint import trained_epochs
 from pyro_cvae.evaluate import active_units, log_likelihood, log_weights
 from pyro_cvae.train import History
 
@@ -249,7 +250,8 @@ def run_row(method: str, k: int, s: dict, data, test, x_eval, runs_dir: Path, pr
     model = pyro_cvae.build_model(mcfg)
     history = History()
     t_train = sum(r.get("seconds", 0.0) for r in curve)
-    for epoch in range(1, s["epochs"] + 1):
+    first = max(1, len(curve), trained_epochs(out))  # a resumed row goes on from its checkpoint
+    for epoch in range(first, s["epochs"] + 1):
         history = pyro_cvae.fit(
             model, data, tcfg.replace(epochs=epoch), out=out, resume=True, progress=progress
         )

@@ -44,7 +44,7 @@ import torch
 from torch.nn import functional as F
 
 import pyro_cvae
-from pyro_cvae.checkpoint import CheckpointError
+from pyro_cvae.checkpoint import CheckpointError, trained_epochs
 from pyro_cvae.data import partial_labels
 from pyro_cvae.infer.semisupervised import accuracy
 from pyro_cvae.models import M2, ModelConfig
@@ -136,9 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _tiny(args) -> None:
+def _tiny(args, argv) -> None:
     args.dataset, args.labels, args.iwae_labels, args.seeds = "digits", [50], [50], [0]
-    args.epochs, args.hidden, args.latent_dim, args.particles = 2, [32], 4, 2
+    args.hidden, args.latent_dim, args.particles = [32], 4, 2
+    given = sys.argv[1:] if argv is None else argv
+    if "--epochs" not in given:  # 2 unless given (a test continues a tiny run)
+        args.epochs = 2
     args.supervised_steps, args.gen_particles, args.gen_images = 50, 2, 100
     args.timing_images, args.lr, args.deadline = 200, 3e-3, None
 
@@ -220,8 +223,9 @@ def run_m2(data, mask, model_cfg, args, objective: str, labels: int, seed: int,
     out = Path(args.run_dir) / f"{data.name}-{objective}-{labels}-seed{seed}"
     t0 = time.perf_counter()
     history = None
+    done = min(trained_epochs(out), args.epochs)  # a resumed run goes on from its checkpoint
     while history is None or len(history) < args.epochs:
-        done = len(history) if history is not None else 0
+        done = len(history) if history is not None else done
         epoch_cfg = cfg.replace(epochs=min(done + max(1, args.epochs_per_call), args.epochs))
         try:
             history = fit_semisupervised(model, data, epoch_cfg, labelled=mask, out=out,
@@ -422,7 +426,7 @@ def plot_analogies(model: M2, data, path: Path, n: int = 8) -> None:
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     if args.tiny:
-        _tiny(args)
+        _tiny(args, argv)
         if Path(args.out) == HERE / "results":  # never overwrite the real results
             args.out = str(Path(args.run_dir) / "tiny")
     torch.set_num_threads(args.threads)
@@ -478,9 +482,12 @@ def main(argv: list[str] | None = None) -> dict:
             results["rows"].append({"method": "supervised", "labels": lab, "seed": seed, **sup})
             print(f"{lab} labels, seed {seed}: supervised test error {sup['test_error']:.2f}%",
                   flush=True)  # fmt: skip
-        if any(r.get("objective") == obj and r["labels"] == lab and r["seed"] == seed
-               for r in results["rows"]):  # fmt: skip
+        same = [r for r in results["rows"]
+                if r.get("objective") == obj and r["labels"] == lab and r["seed"] == seed]  # fmt: skip
+        if any(r["epochs"] >= args.epochs for r in same):
             continue
+        # a row stopped short (by a deadline, or with fewer epochs): its run folder continues
+        results["rows"] = [r for r in results["rows"] if not any(r is o for o in same)]
         # the time left is shared equally by the runs still to do
         seconds = None if end is None else (end - time.time()) / (len(jobs) - i)
         row, model = run_m2(data, mask, model_cfg, args, obj, lab, seed, seconds)

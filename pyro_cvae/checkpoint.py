@@ -26,6 +26,7 @@ __all__ = [
     "latest_checkpoint",
     "resolve_checkpoint",
     "run_folder_of",
+    "trained_epochs",
     "atomic_write_bytes",
 ]
 
@@ -165,3 +166,13 @@ def load_latest_good(run_dir: str | Path, map_location="cpu") -> tuple[Path, dic
     if errors:
         raise CheckpointError("no readable checkpoint in the run folder: " + "; ".join(errors))
     return None
+
+
+def trained_epochs(run_dir: str | Path) -> int:
+    """Epochs completed by the newest readable checkpoint of a run folder (0 when it has none).
+
+    A script that trains a run epoch by epoch with ``fit(..., resume=True)`` starts from here:
+    ``fit`` refuses fewer epochs than a run folder has already trained.
+    """
+    found = load_latest_good(run_dir)
+    return int(found[1]["epoch"]) if found else 0

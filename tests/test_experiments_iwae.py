@@ -66,6 +66,10 @@ def test_iwae_vs_elbo_tiny_writes_results_and_resumes(iwae_vs_elbo, tmp_path):
     more = iwae_vs_elbo.main(args + ["--epochs", "2", "--ks", "1", "--methods", "iwae"])
     assert len(more) == 1 and [p["epoch"] for p in more[0]["curve"]] == [1, 2]
     assert more[0]["curve"][0] == by[("iwae", 1)]["curve"][0]
+    # and again from a checkpoint past the first epoch (fit refuses fewer epochs than trained)
+    third = iwae_vs_elbo.main(args + ["--epochs", "3", "--ks", "1", "--methods", "iwae"])
+    assert [p["epoch"] for p in third[0]["curve"]] == [1, 2, 3]
+    assert third[0]["curve"][:2] == more[0]["curve"]
 
 
 def test_iwae_vs_elbo_bad_flags(iwae_vs_elbo, tmp_path):

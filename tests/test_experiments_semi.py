@@ -59,6 +59,12 @@ def test_tiny_run_writes_every_result(tmp_path):
     again = module.main(["--render-only", "--out", str(out)])
     assert again["rows"] == saved["rows"]
     assert (out / "semi_supervised.md").read_text() == table
+    # more epochs continue each run from its checkpoint instead of starting it again
+    more = _load().main(
+        ["--tiny", "--quiet", "--epochs", "3", "--out", str(out), "--run-dir", str(tmp_path / "runs")]
+    )
+    m2_more = next(r for r in more["rows"] if r["method"] == "M2")
+    assert m2_more["epochs"] == 3 and m2_more["curve"][:2] == m2["curve"]
 
 
 def test_deadline_in_the_past_is_refused(tmp_path):
