@@ -9,6 +9,9 @@ Spearman correlation between requested and achieved values. The VAE receives no 
 correlation is that of its (unconditioned) samples paired with the same grid: chance. Published
 numbers (MOSES VAE: Polykovskiy et al. 2020; Lim et al. 2018's CVAE) are quoted, not rerun.
 
+Resumable: each model trains in a run folder under ``--runs-dir`` (a checkpoint every epoch) and
+writes its metrics there when done, so the same command continues a stopped run.
+
 Writes ``experiments/results/molecules.json``, ``molecules.md`` and ``molecules.png`` (a grid
 of the CVAE's valid molecules: one row per logP target, legends requested and achieved logP).
 
@@ -21,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,11 +31,13 @@ import pyro
 import torch
 
 from pyro_cvae import fit, load_dataset
+from pyro_cvae.checkpoint import CheckpointError
 from pyro_cvae.data.molecules import split_smiles
 from pyro_cvae.evaluate.molecules import generate_molecules, molecule_metrics, property_control
 from pyro_cvae.models import MoleculeConfig, MoleculeCVAE
 
 RESULTS = Path(__file__).resolve().parent / "results"
+RUNS = Path(__file__).resolve().parent / "runs" / "molecules"
 
 #: published generation metrics (MOSES paper Table 2, VAE row; Lim et al. report their own set)
 PUBLISHED = {
@@ -58,19 +62,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1)")
     p.add_argument("--per-row", type=int, default=5, help="molecules per logP target drawn (5)")
     p.add_argument("--results-dir", default=str(RESULTS), help="where results are written")
+    p.add_argument("--runs-dir", default=None,
+                   help="run folders (checkpoints every epoch; run the same command again to "
+                        "continue a stopped run); default experiments/runs/molecules, or "
+                        "RESULTS_DIR/runs with --tiny")  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--tiny", action="store_true", help="smoke-test budget (seconds)")
     return p
 
 
-def _train(data, conditional: bool, args) -> tuple[MoleculeCVAE, float]:
+def _train(data, conditional: bool, args, out: Path) -> tuple[MoleculeCVAE, float]:
+    """Train (or resume, from the run folder ``out``) one model; returns it and its training
+    seconds summed over the epochs of every call."""
     pyro.set_rng_seed(args.seed)
     cfg = MoleculeConfig.for_data(data, unconditional=not conditional,
                                   latent_dim=args.latent_dim, hidden_dim=args.hidden)  # fmt: skip
     model = MoleculeCVAE(cfg)
-    t0 = time.perf_counter()
-    fit(model, data, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-        warmup_epochs=args.warmup_epochs, progress=False)  # fmt: skip
-    return model.eval(), time.perf_counter() - t0
+    try:
+        history = fit(model, data, epochs=args.epochs, batch_size=args.batch_size,
+                      seed=args.seed, warmup_epochs=args.warmup_epochs, out=out, resume=True,
+                      progress=not args.quiet)  # fmt: skip
+    except CheckpointError as e:
+        raise SystemExit(f"{e}\n(--runs-dir {out.parent} holds a run of other settings: pass "
+                         "another --runs-dir, or remove that folder to start it again)") from e  # fmt: skip
+    return model.eval(), sum(r["seconds"] for r in history.rows)
 
 
 def main(argv=None) -> dict:
@@ -87,8 +102,17 @@ def main(argv=None) -> dict:
     out: dict = {"budget": {k: getattr(args, k) for k in ("train_size", "epochs", "batch_size",
                  "hidden", "latent_dim", "warmup_epochs", "generate", "per_target", "seed", "threads")},
                  "logp_grid": grid, "published": PUBLISHED, "models": {}}  # fmt: skip
+    runs = Path(args.runs_dir) if args.runs_dir else (
+        Path(args.results_dir) / "runs" if args.tiny else RUNS)  # fmt: skip
     for name, conditional in (("CVAE", True), ("VAE", False)):
-        model, seconds = _train(data, conditional, args)
+        folder = runs / f"{name.lower()}-n{args.train_size}-seed{args.seed}"
+        done = folder / "result.json"  # a finished model of the same budget is not redone
+        if done.exists() and _same_budget(json.loads(done.read_text()).get("budget"), out):
+            out["models"][name] = json.loads(done.read_text())["metrics"]
+            out["picture"] = out.get("picture") or json.loads(done.read_text()).get("picture")
+            print(name, "(finished earlier)", json.dumps(out["models"][name]))
+            continue
+        model, seconds = _train(data, conditional, args, folder)
         pyro.set_rng_seed(args.seed + 1)
         schema = data.schema if conditional else None
         free = [{}] if conditional else None  # the CVAE at the median properties
@@ -109,6 +133,8 @@ def main(argv=None) -> dict:
             out["picture"] = picture and Path(picture).name
         metrics["train_seconds"] = seconds
         out["models"][name] = metrics
+        done.write_text(json.dumps({"budget": out["budget"], "metrics": metrics,
+                                    "picture": out.get("picture") if conditional else None}))  # fmt: skip
         print(name, json.dumps(metrics))
     folder = Path(args.results_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -116,6 +142,12 @@ def main(argv=None) -> dict:
     (folder / f"molecules{suffix}.json").write_text(json.dumps(out, indent=2))
     (folder / f"molecules{suffix}.md").write_text(_markdown(out))
     return out
+
+
+def _same_budget(saved: dict | None, out: dict) -> bool:
+    """Whether a finished model's budget is this run's (the thread count does not matter)."""
+    drop = lambda b: {k: v for k, v in (b or {}).items() if k != "threads"}  # noqa: E731
+    return saved is not None and drop(saved) == drop(out["budget"])
 
 
 def _achieved(rows: list[dict], grid: list[float], per_target: int) -> list[float | None]:

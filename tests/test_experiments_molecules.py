@@ -33,6 +33,11 @@ def test_tiny_run_writes_results(tmp_path):
     if out.get("picture"):  # a grid of the CVAE's valid molecules, one row per logP target
         assert (tmp_path / out["picture"]).stat().st_size > 0
         assert out["picture"] in (tmp_path / "molecules.tiny.md").read_text()
+    # run again: both models are read from their run folders, not retrained
+    again = _load().main(["--tiny", "--results-dir", str(tmp_path)])
+    assert again["models"] == out["models"]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
+        "cvae-n300-seed0", "vae-n300-seed0"]  # fmt: skip
 
 
 def test_every_flag_has_help():
