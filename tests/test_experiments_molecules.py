@@ -36,6 +36,11 @@ def test_tiny_run_writes_results(tmp_path):
     # run again: both models are read from their run folders, not retrained
     again = _load().main(["--tiny", "--results-dir", str(tmp_path)])
     assert again["models"] == out["models"]
+    md = (tmp_path / "molecules.tiny.md").read_text()
+    assert md.count("| final |") == 2 and "Spearman correlation between requested" in md
+    (tmp_path / "molecules.tiny.md").unlink()
+    _load().main(["--tiny", "--render-only", "--results-dir", str(tmp_path)])
+    assert (tmp_path / "molecules.tiny.md").read_text() == md
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
         "cvae-n300-seed0", "vae-n300-seed0"]  # fmt: skip
 
