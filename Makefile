@@ -80,5 +80,9 @@ experiments-long: setup
 	$(LONG_IWAE) --methods iwae --ks 5,50
 	# M2, IW-M2 and supervised-only with 100 MNIST labels, 100 epochs (issue 17)
 	$(LONG_SEMI)
+	# VampPrior (500 pseudo-inputs, KL warm-up) against the standard normal prior, 100 epochs
+	$(BIN)/python experiments/priors.py --rows "normal VAE,vamp VAE" --epochs 100 \
+		--pseudo-inputs 500 --warmup-epochs 20 --eval-images 1000 --threads 1 \
+		--runs-dir experiments/runs/priors_long --results-dir experiments/results/long/priors
 	$(LONG_IWAE) --methods vae --ks 5,50
 	$(LONG_IWAE) --methods vae,iwae --ks 1,5,50

@@ -111,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=10,
         help="VampPrior pseudo-inputs per class of the conditional row",
     )
+    p.add_argument(
+        "--warmup-epochs", type=int, default=0,
+        help="KL warm-up: the KL weight rises linearly from 0 to 1 over these epochs "
+        "(Tomczak and Welling: 100 of their epochs)",
+    )  # fmt: skip
     p.add_argument("--flow-hidden", type=int, default=128, help="width of each coupling network")
     p.add_argument(
         "--eval-images", type=int, default=300, help="first N test images of the NLL (0: all)"
@@ -174,6 +179,8 @@ def _settings(args) -> dict:
         "objective": "elbo",
         "tiny": bool(args.tiny),
     }
+    if args.warmup_epochs:  # only when asked, so the settings of earlier runs still match
+        s["warmup_epochs"] = args.warmup_epochs
     if args.tiny:
         s.update(
             dataset="digits", epochs=1, hidden_dims=[32], latent_dim=4, pseudo_inputs=5,
@@ -232,7 +239,7 @@ def run_row(name: str, s: dict, data, runs_dir: Path, progress: bool) -> tuple[d
             return saved["metrics"], _samples(model, data)
     train_cfg = pyro_cvae.TrainConfig(
         epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"], objective="elbo",
-        seed=s["seed"], validate_every=0,
+        seed=s["seed"], validate_every=0, warmup_epochs=s.get("warmup_epochs", 0),
     )  # fmt: skip
     history = pyro_cvae.fit(
         model, data, train_cfg, out=folder, resume=bool(list_checkpoints(folder)),
@@ -311,7 +318,9 @@ def write_results(s: dict, results: dict, samples: dict, out: Path, wall: float)
         "",
         f"Written by `experiments/priors.py` ({payload['command']}).",
         "",
-        f"Budget: {s['epochs']} epochs per row of the ELBO (Adam, lr {s['lr']}, batches of "
+        f"Budget: {s['epochs']} epochs per row of the ELBO"
+        + (f" with a KL warm-up over {s['warmup_epochs']} epochs" if s.get("warmup_epochs") else "")
+        + f" (Adam, lr {s['lr']}, batches of "
         f"{s['batch_size']}, dynamic binarisation"
         + (f", first {s['train_subset']} training images" if s["train_subset"] else "")
         + f"); model {s['x_dim']}-{'-'.join(map(str, s['hidden_dims']))}-{s['latent_dim']} "
@@ -336,6 +345,13 @@ def write_results(s: dict, results: dict, samples: dict, out: Path, wall: float)
             f"| {_fmt(-m['elbo'])} | {m['active_units']}/{m['latent_dim']} "
             f"| {_fmt(m.get('control_score'), 3)} | {m['train_seconds']:.0f} |"
         )
+    pending = [name for name in s["rows"] if name not in results]
+    lines += [
+        "",
+        "Every row in the table is final (trained its full budget, then evaluated)."
+        + (f" Not finished (still training; run the same command again to continue): "
+           f"{', '.join(pending)}." if pending else " No row is still to do."),
+    ]  # fmt: skip
     lines += [
         "",
         "Test -ELBO is the bound on the NLL (nats). ± s.e.: standard error of the mean over the "

@@ -61,6 +61,14 @@ def test_tiny_run_writes_table_numbers_and_figure(tmp_path):
     # a second call reuses the finished rows instead of training them again
     assert priors.main(argv) == 0
     assert json.loads((out / "priors.json").read_text())["rows"] == data["rows"]
+    assert "No row is still to do." in table
+    # a KL warm-up is a setting of its own (its own runs folder), and the budget says so
+    warm = tmp_path / "warm"
+    argv_warm = ["--tiny", "--rows", "vamp VAE", "--warmup-epochs", "1",
+                 "--runs-dir", str(tmp_path / "runs_warm"), "--results-dir", str(warm)]  # fmt: skip
+    assert priors.main(argv_warm) == 0
+    assert json.loads((warm / "priors.json").read_text())["settings"]["warmup_epochs"] == 1
+    assert "with a KL warm-up over 1 epochs" in (warm / "priors.md").read_text()
 
 
 def test_unknown_row_is_refused(tmp_path):
