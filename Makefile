@@ -86,3 +86,6 @@ experiments-long: setup
 		--runs-dir experiments/runs/priors_long --results-dir experiments/results/long/priors
 	$(LONG_IWAE) --methods vae --ks 5,50
 	$(LONG_IWAE) --methods vae,iwae --ks 1,5,50
+	# two stochastic layers (Burda et al. Table 1, lower half), same settings
+	$(LONG_IWAE) --latent-dims 100,50 --hidden 100,100 --methods iwae,vae --ks 50,5,1 \
+		--runs-dir experiments/runs/iwae_long_2layer
