@@ -11,13 +11,25 @@ parameters. Rainforth et al. (2018) show that IWAE's encoder SNR falls like
 show that the doubly-reparameterized estimator's encoder SNR does not fall. The decoder gradient
 of ``dreg`` is the same as ``iwae``'s by construction.
 
+The table also gives the encoder gradient's variance (summed over its scalar parameters) and the
+ratio DReG / IWAE.
+
 The model is a small VAE trained briefly with the ELBO (``--epochs``), as in the papers' setting
 of a partly trained model. Writes ``gradient_snr.md``, ``.json`` and ``.png`` to
-``--results-dir``.
+``--results-dir`` (``gradient_snr_<prior>.*`` for another ``--prior``).
+
+With ``--prior vamp`` the prior :math:`p(z) = \frac1P \sum_p q_\phi(z | u_p)` uses the encoder's
+parameters :math:`\phi` too, and the encoder gradient of either estimator is the sum of a guide
+part (everything but the prior) and the prior's own term :math:`\sum_k \tilde w_k \nabla_\phi
+\log p_\phi(z_k)` (the same in both estimators). The script separates them by drawing each
+gradient a second time, with the same latent samples, with the prior's encoder held fixed, and
+reports the parts' variances and the correlation of IWAE's guide part with the prior term (see
+``DReGELBO`` in ``pyro_cvae/infer/objectives.py``).
 
 Usage::
 
     python experiments/gradient_snr.py                 # digits, about a minute
+    python experiments/gradient_snr.py --prior vamp    # the VampPrior (gradient_snr_vamp.*)
     python experiments/gradient_snr.py --tiny          # seconds (smoke test)
 
 References:
@@ -33,6 +45,7 @@ import argparse
 import json
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyro
@@ -43,6 +56,7 @@ from pyro_cvae.infer.objectives import make_objective
 
 HERE = Path(__file__).resolve().parent
 ESTIMATORS = ("iwae", "dreg")
+PRIORS = ("normal", "vamp")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden", default="64", help="hidden layer widths of encoder and decoder")
     p.add_argument("--latent-dim", type=int, default=8, help="latent dimensions")
     p.add_argument("--seed", type=int, default=0, help="seed of training and of the draws")
+    p.add_argument(
+        "--prior", default="normal", choices=PRIORS,
+        help="prior of the VAE: normal N(0, I), or vamp (the VampPrior, which shares the encoder)",
+    )  # fmt: skip
+    p.add_argument(
+        "--pseudo-inputs", type=int, default=500, help="pseudo-inputs P of the VampPrior"
+    )
     p.add_argument("--results-dir", default=str(HERE / "results"), help="folder for gradient_snr.*")
     p.add_argument("--tiny", action="store_true", help="smoke-test budget (seconds)")
     return p
@@ -85,6 +106,36 @@ def gradient_draws(model, name: str, K: int, x: torch.Tensor, draws: int):
         e_out.append(torch.cat([p.grad.flatten() for p in enc]))
         d_out.append(torch.cat([p.grad.flatten() for p in dec if p.grad is not None]))
     return torch.stack(e_out), torch.stack(d_out)
+
+
+@contextmanager
+def prior_encoder_held_fixed(model):
+    """Within the block the VampPrior encodes its pseudo-inputs with the encoder's parameters
+    detached: the gradient then leaves out the prior's own term (the latent samples are
+    unchanged, so a draw with the same seed differs exactly by that term)."""
+    live = model.prior._encode
+
+    def held(u, c):
+        params = {n: p.detach() for n, p in model.encoder.named_parameters()}
+        return torch.func.functional_call(model.encoder, params, (u, c))
+
+    model.prior._encode = held
+    try:
+        yield
+    finally:
+        model.prior._encode = live
+
+
+def variance(g: torch.Tensor) -> float:
+    """Sum over parameters of the variance across draws."""
+    return g.var(0).sum().item()
+
+
+def correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Correlation across draws of two gradient parts, pooled over the parameters:
+    sum of covariances / sqrt(sum of variances of a * sum of variances of b)."""
+    cov = ((a - a.mean(0)) * (b - b.mean(0))).sum().item() / (len(a) - 1)
+    return cov / (variance(a) * variance(b)) ** 0.5
 
 
 def snr(g: torch.Tensor) -> float:
@@ -125,10 +176,15 @@ def main(argv: list[str] | None = None) -> dict:
     s = {
         "dataset": args.dataset, "epochs": args.epochs, "draws": args.draws, "batch": args.batch,
         "hidden_dims": _ints(args.hidden, "--hidden"), "latent_dim": args.latent_dim,
-        "seed": args.seed, "ks": ks, "tiny": bool(args.tiny),
+        "seed": args.seed, "ks": ks, "tiny": bool(args.tiny), "prior": args.prior,
+        "pseudo_inputs": args.pseudo_inputs if args.prior == "vamp" else None,
     }  # fmt: skip
     if args.tiny:
         s.update(epochs=1, draws=10, ks=[1, 5], hidden_dims=[16], latent_dim=4)
+        if args.prior == "vamp":
+            s.update(pseudo_inputs=10)
+    if args.prior == "vamp" and args.pseudo_inputs < 1:
+        raise SystemExit(f"--pseudo-inputs must be >= 1, got {args.pseudo_inputs}")
     if s["draws"] < 2:
         raise SystemExit(f"--draws must be >= 2 to measure a spread, got {s['draws']}")
     torch.set_num_threads(1)
@@ -136,9 +192,11 @@ def main(argv: list[str] | None = None) -> dict:
     if args.tiny:
         data = data.subset(200, 50)
     torch.manual_seed(s["seed"])
+    vamp = s["prior"] == "vamp"
     model = pyro_cvae.CVAE(
         image_shape=tuple(data.image_shape), num_classes=0, latent_dim=s["latent_dim"],
-        hidden_dims=tuple(s["hidden_dims"]),
+        hidden_dims=tuple(s["hidden_dims"]), prior=s["prior"],
+        prior_options={"pseudo_inputs": s["pseudo_inputs"]} if vamp else {},
     )  # fmt: skip
     t0 = time.perf_counter()
     pyro_cvae.fit(
@@ -148,52 +206,76 @@ def main(argv: list[str] | None = None) -> dict:
     x = data.eval_split("test").x[: s["batch"]]
     rows = []
     for K in s["ks"]:
+        guide_part = {}
         for name in ESTIMATORS:
-            pyro.set_rng_seed(s["seed"] + K)
+            pyro.set_rng_seed(s["seed"] + K)  # both estimators see the same latent samples
             e, d = gradient_draws(model, name, K, x, s["draws"])
-            rows.append({"estimator": name, "K": K, "encoder_snr": snr(e), "decoder_snr": snr(d)})
+            row = {
+                "estimator": name, "K": K, "encoder_snr": snr(e), "decoder_snr": snr(d),
+                "encoder_var": variance(e),
+            }  # fmt: skip
+            if vamp:  # the same draws again without the prior's term
+                pyro.set_rng_seed(s["seed"] + K)
+                with prior_encoder_held_fixed(model):
+                    g, _ = gradient_draws(model, name, K, x, s["draws"])
+                guide_part[name] = g
+                row.update(
+                    encoder_var_guide_part=variance(g), encoder_var_prior_term=variance(e - g),
+                    corr_guide_part_prior_term=correlation(g, e - g),
+                )  # fmt: skip
+            rows.append(row)
             print(
-                f"K={K:4d} {name}: encoder SNR {rows[-1]['encoder_snr']:.3f}, "
-                f"decoder SNR {rows[-1]['decoder_snr']:.3f}",
+                f"K={K:4d} {name}: encoder SNR {row['encoder_snr']:.3f}, "
+                f"decoder SNR {row['decoder_snr']:.3f}, encoder variance {row['encoder_var']:.4g}",
                 flush=True,
             )
     s["seconds"] = time.perf_counter() - t0
     s["command"] = " ".join(["python experiments/gradient_snr.py", *argv])
     out = Path(args.results_dir)
     out.mkdir(parents=True, exist_ok=True)
+    stem = "gradient_snr" if s["prior"] == "normal" else f"gradient_snr_{s['prior']}"
     result = {"settings": s, "rows": rows}
-    (out / "gradient_snr.json").write_text(json.dumps(result, indent=2))
-    _plot(rows, out / "gradient_snr.png")
-    _write_md(rows, s, out / "gradient_snr.md")
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=2))
+    _plot(rows, out / f"{stem}.png")
+    _write_md(rows, s, out / f"{stem}.md", stem)
     return result
 
 
-def _write_md(rows: list[dict], s: dict, path: Path) -> None:
+def _write_md(rows: list[dict], s: dict, path: Path, stem: str = "gradient_snr") -> None:
     by = {(r["estimator"], r["K"]): r for r in rows}
+    vamp = s.get("prior") == "vamp"
+    prior = (
+        f"the VampPrior ({s['pseudo_inputs']} pseudo-inputs, sharing the encoder)"
+        if vamp
+        else "the standard normal prior"
+    )
     lines = [
-        "# Gradient signal-to-noise ratio: IWAE versus DReG",
+        "# Gradient signal-to-noise ratio: IWAE versus DReG" + (", VampPrior" if vamp else ""),
         "",
         "Written by `experiments/gradient_snr.py`"
         + (" --tiny (smoke-test budget, not a result)" if s["tiny"] else "")
         + ".",
         "",
         f"- model: VAE {'-'.join(map(str, s['hidden_dims']))} hidden, {s['latent_dim']} latent "
-        f"dims, Bernoulli likelihood, trained {s['epochs']} epochs with the ELBO on "
+        f"dims, {prior}, Bernoulli likelihood, trained {s['epochs']} epochs with the ELBO on "
         f"{s['dataset']} (batch 64, Adam lr 1e-3), seed {s['seed']}",
         f"- SNR = |mean| / std over {s['draws']} gradient draws of the bound on one fixed batch "
         f"of {s['batch']} test images, per scalar parameter, averaged over the encoder's or the "
-        "decoder's parameters",
+        "decoder's parameters; encoder variance = the variance across the draws summed over the "
+        "encoder's parameters (both estimators see the same latent samples)",
         f"- command: `{s['command']}`; run time {s['seconds']:.0f} s (2 shared CPU cores, one "
         "thread)",
         "",
-        "| K | IWAE encoder SNR | DReG encoder SNR | IWAE decoder SNR | DReG decoder SNR |",
-        "|---|---|---|---|---|",
+        "| K | IWAE encoder SNR | DReG encoder SNR | IWAE decoder SNR | DReG decoder SNR "
+        "| IWAE encoder variance | DReG encoder variance | DReG / IWAE |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for K in s["ks"]:
         i, d = by[("iwae", K)], by[("dreg", K)]
         lines.append(
             f"| {K} | {i['encoder_snr']:.3f} | {d['encoder_snr']:.3f} | "
-            f"{i['decoder_snr']:.3f} | {d['decoder_snr']:.3f} |"
+            f"{i['decoder_snr']:.3f} | {d['decoder_snr']:.3f} | {i['encoder_var']:.4g} | "
+            f"{d['encoder_var']:.4g} | {d['encoder_var'] / i['encoder_var']:.3g} |"
         )
     k0, k1 = s["ks"][0], s["ks"][-1]
     ie = by[("iwae", k1)]["encoder_snr"] / by[("iwae", k0)]["encoder_snr"]
@@ -203,10 +285,45 @@ def _write_md(rows: list[dict], s: dict, path: Path) -> None:
         f"From K={k0} to K={k1} the encoder SNR changes by a factor {ie:.2f} for IWAE and "
         f"{de:.2f} for DReG (Rainforth et al. 2018 predict IWAE's to fall like 1/sqrt(K); "
         "DReG's should not fall).",
+    ]
+    if vamp:
+        lines += [
+            "",
+            "## Where DReG's encoder variance comes from under the VampPrior",
+            "",
+            "The VampPrior p(z) = mean_p q(z | u_p) is computed with the encoder, so the encoder "
+            "gradient is a guide part plus the prior's term sum_k w~_k d/dphi log p(z_k) at fixed "
+            "z_k, which is the same in both estimators. Each draw is repeated with the same "
+            "latent samples and the prior's encoder held fixed, which gives the guide part; the "
+            "difference is the prior's term. Variances are summed over the encoder's parameters; "
+            "the correlation is pooled over them (sum of covariances over the square root of the "
+            "product of summed variances).",
+            "",
+            "| K | IWAE guide part | DReG guide part | prior term | corr(IWAE guide part, "
+            "prior term) | IWAE total | DReG total |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for K in s["ks"]:
+            i, d = by[("iwae", K)], by[("dreg", K)]
+            lines.append(
+                f"| {K} | {i['encoder_var_guide_part']:.4g} | {d['encoder_var_guide_part']:.4g} "
+                f"| {i['encoder_var_prior_term']:.4g} | {i['corr_guide_part_prior_term']:.2f} | "
+                f"{i['encoder_var']:.4g} | {d['encoder_var']:.4g} |"
+            )
+        lines += [
+            "",
+            "IWAE's guide part (whose score term -d/dphi log q(z | x) is noisy) and the prior's "
+            "term are negatively correlated, so in IWAE they largely cancel. DReG removes the "
+            "guide's score term and leaves the prior's term alone, without the part that "
+            "cancelled it: its encoder variance can exceed IWAE's. The prior's term is a model "
+            "term, like the decoder's gradient: where it dominates the encoder's mean gradient, "
+            "IWAE's encoder SNR need not fall as K grows.",
+        ]
+    lines += [
         "",
-        "![SNR versus K](gradient_snr.png)",
+        f"![SNR versus K]({stem}.png)",
         "",
-        "Raw numbers: `gradient_snr.json`.",
+        f"Raw numbers: `{stem}.json`.",
         "",
     ]
     path.write_text("\n".join(lines))

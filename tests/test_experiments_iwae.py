@@ -94,6 +94,23 @@ def test_gradient_snr_tiny(gradient_snr, tmp_path):
     assert json.loads((tmp_path / "gradient_snr.json").read_text())["settings"]["tiny"]
 
 
+def test_gradient_snr_tiny_vamp_prior(gradient_snr, tmp_path):
+    out = gradient_snr.main(["--tiny", "--prior", "vamp", "--results-dir", str(tmp_path)])
+    by = {(r["estimator"], r["K"]): r for r in out["rows"]}
+    assert out["settings"]["prior"] == "vamp" and out["settings"]["pseudo_inputs"] == 10
+    for K in (1, 5):
+        i, d = by[("iwae", K)], by[("dreg", K)]
+        # the same latent samples: the prior's term is the same in both estimators, and
+        # DReG's guide part has far less variance than IWAE's
+        assert d["encoder_var_prior_term"] == pytest.approx(i["encoder_var_prior_term"], rel=1e-4)
+        assert d["encoder_var_guide_part"] < 0.5 * i["encoder_var_guide_part"]
+        assert -1 <= i["corr_guide_part_prior_term"] <= 1
+    md = (tmp_path / "gradient_snr_vamp.md").read_text()
+    assert "VampPrior (10 pseudo-inputs" in md and "| prior term |" in md
+    assert (tmp_path / "gradient_snr_vamp.png").stat().st_size > 1000
+    assert not (tmp_path / "gradient_snr.md").exists()
+
+
 def test_snr_definition(gradient_snr):
     g = torch.tensor([[1.0, 0.0, 2.0], [3.0, 0.0, 2.0]])  # columns: SNR 2/sqrt(2), 0 spread
     assert gradient_snr.snr(g) == pytest.approx(2 / 2**0.5)

@@ -222,7 +222,9 @@ class VampPrior(Prior):
     The prior needs the model's encoder: :meth:`bind` takes ``model.prior_encoder`` (a callable
     (x, c) -> (loc, scale) of the latent this prior is over) or else ``model.encoder``.
     Encoding costs P forward passes per distinct condition in a batch (at most
-    ``num_classes * P`` for labels). No closed-form KL.
+    ``num_classes * P`` for labels). No closed-form KL. Because p(z) depends on the encoder's
+    parameters, ``objective='dreg'`` can give a noisier encoder gradient than ``'iwae'`` here
+    (see :class:`~pyro_cvae.infer.objectives.DReGELBO`).
     """
 
     OPTIONS = {"pseudo_inputs": 500, "per_class": False}
