@@ -48,6 +48,7 @@ experiments: setup
 	$(BIN)/python experiments/iwae_vs_elbo.py --latent-dims 100,50 --hidden 100,100 --epochs 3 \
 		--eval-images 500 --runs-dir experiments/runs/iwae_vs_elbo_2layer
 	$(BIN)/python experiments/gradient_snr.py
+	$(BIN)/python experiments/gradient_snr.py --prior vamp
 	$(BIN)/python experiments/priors.py --epochs 12 --runs-dir experiments/runs/priors12
 	$(BIN)/python experiments/semi_supervised.py --labels 100,1000,3000 --iwae-labels 100 \
 		--hidden 256 --latent-dim 50 --class-weight-ratio 0.1 --epochs 30
