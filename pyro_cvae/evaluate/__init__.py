@@ -1,7 +1,8 @@
 """Layer 4 (above training), evaluation: importance-sampled log-likelihoods, bounds, active
-units, control scores and the completion task's conditional likelihoods; pure ``@torch.no_grad()``
-functions. It sits above :mod:`pyro_cvae.train` because the control score's judge classifier is
-trained by ``fit``.
+units, control scores, the completion task's conditional likelihoods, and the fidelity and
+diversity of samples in the judge classifier's features; pure ``@torch.no_grad()`` functions.
+It sits above :mod:`pyro_cvae.train` because the control score's judge classifier is trained by
+``fit``.
 """
 
 from ..infer.bounds import elbo_per_image, log_weights
@@ -13,6 +14,15 @@ from .control import (
     condition_ignored,
     control_score,
     judge_accuracy,
+)
+from .fidelity import (
+    classifier_features,
+    feature_moments,
+    frechet_distance,
+    gaussian_frechet,
+    sample_quality,
+    sharpness,
+    within_label_diversity,
 )
 from .likelihood import (
     DEFAULT_MAX_FLOATS,
@@ -35,11 +45,15 @@ __all__ = [
     "baseline_nll",
     "bits_per_dim",
     "classifier_accuracy",
+    "classifier_features",
     "condition_ignored",
     "conditional_nll",
     "control_score",
     "elbo_per_image",
     "evaluate",
+    "feature_moments",
+    "frechet_distance",
+    "gaussian_frechet",
     "generative_classify",
     "generative_posterior",
     "judge_accuracy",
@@ -47,5 +61,8 @@ __all__ = [
     "log_likelihood",
     "log_marginal",
     "log_weights",
+    "sample_quality",
     "semisupervised_metrics",
+    "sharpness",
+    "within_label_diversity",
 ]
