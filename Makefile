@@ -61,6 +61,8 @@ experiments: setup
 	$(BIN)/python experiments/augmentation.py --dataset mnist --seeds 2 --max-test 2000 \
 		--cvae-steps 2000
 	$(BIN)/python experiments/quadrants.py
+	# CVAE against a conditional GAN at equal training time (5 minutes each)
+	$(BIN)/python experiments/cgan.py --budget 300
 	# README's molecule picture and numbers (minutes; the issue's budget is --train-size 100000 --epochs 10)
 	$(BIN)/python experiments/molecules.py --train-size 5000 --epochs 8 --warmup-epochs 3
 
