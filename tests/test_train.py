@@ -110,7 +110,8 @@ def test_resume_skips_a_corrupted_latest_checkpoint(digits_small, tmp_path):
     latest = list_checkpoints(tmp_path)[-1]
     latest.write_bytes(latest.read_bytes()[:1000])  # a torn write
     resumed = _model()
-    h = pc.fit(resumed, digits_small, out=tmp_path, resume=True, **{**kw, "epochs": 3})
+    with pytest.warns(UserWarning, match=f"{latest.name} is truncated or corrupted; resuming"):
+        h = pc.fit(resumed, digits_small, out=tmp_path, resume=True, **{**kw, "epochs": 3})
     assert len(h) == 3  # resumed from epoch 1's checkpoint, trained epochs 2 and 3
     # the same run as three epochs in one go: not a silent restart from scratch
     straight = _model()

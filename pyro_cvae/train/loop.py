@@ -21,6 +21,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from .._validate import resolve_device
-from ..checkpoint import load_latest_good
+from ..checkpoint import latest_checkpoint, load_latest_good
 from ..data import Dataset
 from ..infer.anneal import scale_latents
 from ..infer.svi import ModuleSVI, NonFiniteLossError, ObjectiveModule, make_adam
@@ -189,6 +190,13 @@ def fit(
     loaded = load_latest_good(out, map_location=device) if (resume and out is not None) else None
     if loaded is not None:
         path, ckpt = loaded
+        newest = latest_checkpoint(out)
+        if newest != path:  # a torn write: say which checkpoint the run goes on from
+            warnings.warn(
+                f"{newest} is truncated or corrupted; resuming from the newest good checkpoint "
+                f"{path.name} instead (the epochs after it are trained again)",
+                stacklevel=2,
+            )
         verify_resumable(path, ckpt, model, config)
         family.check_resume(path, ckpt)
         model.load_state_dict(ckpt["model"])
