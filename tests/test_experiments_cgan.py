@@ -65,6 +65,9 @@ def test_tiny_run_writes_results_and_reuses_finished_models(tmp_path):
     assert len(verdicts) == 3 and set(verdicts) <= {"supported", "contradicted", "undecided"}
     md = (tmp_path / "res" / "cgan_tiny.md").read_text()
     assert "Bernoulli means" in md and "--tiny" in md and "shared" in md
+    # the budget is CPU time by default (fair on a shared machine), with the elapsed time recorded
+    assert "of CPU-time training per model" in md
+    assert result["budget"]["clock"] == "cpu" and result["training"]["gan"]["wall_seconds"] > 0
     for name in ("cvae", "gan"):
         assert (tmp_path / "runs" / "digits" / name / "finished.json").exists()
     # a rerun with the same settings reuses both finished models: same numbers, no training
