@@ -438,6 +438,25 @@ def write_results(
     stem.with_suffix(".md").write_text("\n".join(lines))
 
 
+def _table(rows: list[tuple[str, int]], s: dict, runs_dir: Path) -> tuple[list[dict], list[str]]:
+    """Every finished row of the results table and the rows still to finish.
+
+    The table is the whole grid (VAE and IWAE at k = 1, 5, 50, and any row asked for), not only
+    this call's rows, so a queue that runs the rows in several calls never drops a finished one.
+    Still to finish: the rows asked for, and rows of the grid whose run folder was started.
+    """
+    grid = sorted(set(rows) | {(m, k) for m in ("vae", "iwae") for k in (1, 5, 50)},
+                  key=lambda r: (r[1], r[0]))  # fmt: skip
+    table, pending = [], []
+    for m, k in grid:
+        done = _finished_row(m, k, s, runs_dir)
+        if done is not None:
+            table.append(done)
+        elif (m, k) in rows or (runs_dir / f"{m}_k{k}").is_dir():
+            pending.append(f"{m.upper()} k={k}")
+    return table, pending
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     """Run (or resume) every row and write the results; returns the rows' result dicts."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -451,16 +470,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows.sort(key=lambda r: (r[1], r[0]))  # cheap rows first: K sets the cost
     results: list[dict] = []
     if args.render_only:
-        results = [r for m, k in rows if (r := _finished_row(m, k, s, runs_dir)) is not None]
-        done = {(r["method"], r["k"]) for r in results}
-        pending = [f"{m.upper()} k={k}" for m, k in rows if (m, k) not in done]
-        write_results(results, s, results_dir, pending, command)
-        return results
-    for i, (m, k) in enumerate(rows):
+        table, pending = _table(rows, s, runs_dir)
+        write_results(table, s, results_dir, pending, command)
+        return table
+    for m, k in rows:
         print(f"row {m} k={k}", flush=True)
         results.append(run_row(m, k, s, data, test, x_eval, runs_dir, args.progress))
-        pending = [f"{mm.upper()} k={kk}" for mm, kk in rows[i + 1 :]]
-        write_results(results, s, results_dir, pending, command)
+        table, pending = _table(rows, s, runs_dir)
+        write_results(table, s, results_dir, pending, command)
         r = results[-1]
         print(f"  NLL {r['nll']:.2f}, active units {r['active_units']}", flush=True)
     return results

@@ -130,3 +130,18 @@ def test_render_only_lists_finished_and_unfinished_rows(iwae_vs_elbo, tmp_path):
     for row in ("IWAE k=1", "IWAE k=5", "VAE k=5"):
         assert f"| {row} | | not finished (still training) |" in md
     assert "![test bound per epoch](iwae_vs_elbo.png)" in md
+
+
+def test_a_queue_of_calls_keeps_every_finished_row_in_the_table(iwae_vs_elbo, tmp_path):
+    """make experiments-long runs the rows in several calls: each call's table keeps the rows
+    the earlier calls finished (same settings) and lists started ones as still training."""
+    runs, res = str(tmp_path / "runs"), tmp_path / "res"
+    common = ["--tiny", "--runs-dir", runs, "--results-dir", str(res)]
+    iwae_vs_elbo.main(common + ["--methods", "vae", "--ks", "1"])
+    rows = iwae_vs_elbo.main(common + ["--methods", "iwae", "--ks", "5"])
+    assert [(r["method"], r["k"]) for r in rows] == [("iwae", 5)]  # this call trained one row
+    raw = json.loads((res / "iwae_vs_elbo.json").read_text())
+    assert [(r["method"], r["k"]) for r in raw["rows"]] == [("vae", 1), ("iwae", 5)]
+    md = (res / "iwae_vs_elbo.md").read_text()
+    assert "| VAE | 1 |" in md and "| IWAE | 5 |" in md
+    assert "not finished" not in md  # no other row was asked for or started
