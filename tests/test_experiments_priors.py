@@ -62,6 +62,12 @@ def test_tiny_run_writes_table_numbers_and_figure(tmp_path):
     assert priors.main(argv) == 0
     assert json.loads((out / "priors.json").read_text())["rows"] == data["rows"]
     assert "No row is still to do." in table
+    # beside the paper's numbers (MNIST only), a subset of the test set is named as such
+    m = data["rows"]["vamp VAE"]
+    text = "\n".join(priors._comparison({"vamp VAE": {**m, "epochs_trained": 1}}))
+    assert "measured on the first 10 test images, not all 10,000" in text
+    full = {**m, "epochs_trained": 1, "log_px": [0.0] * 10000}
+    assert "expected to be higher" in "\n".join(priors._comparison({"vamp VAE": full}))
     # a KL warm-up is a setting of its own (its own runs folder), and the budget says so
     warm = tmp_path / "warm"
     argv_warm = ["--tiny", "--rows", "vamp VAE", "--warmup-epochs", "1",
