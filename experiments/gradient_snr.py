@@ -45,7 +45,6 @@ import argparse
 import json
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pyro
@@ -106,24 +105,6 @@ def gradient_draws(model, name: str, K: int, x: torch.Tensor, draws: int):
         e_out.append(torch.cat([p.grad.flatten() for p in enc]))
         d_out.append(torch.cat([p.grad.flatten() for p in dec if p.grad is not None]))
     return torch.stack(e_out), torch.stack(d_out)
-
-
-@contextmanager
-def prior_encoder_held_fixed(model):
-    """Within the block the VampPrior encodes its pseudo-inputs with the encoder's parameters
-    detached: the gradient then leaves out the prior's own term (the latent samples are
-    unchanged, so a draw with the same seed differs exactly by that term)."""
-    live = model.prior._encode
-
-    def held(u, c):
-        params = {n: p.detach() for n, p in model.encoder.named_parameters()}
-        return torch.func.functional_call(model.encoder, params, (u, c))
-
-    model.prior._encode = held
-    try:
-        yield
-    finally:
-        model.prior._encode = live
 
 
 def variance(g: torch.Tensor) -> float:
@@ -216,7 +197,7 @@ def main(argv: list[str] | None = None) -> dict:
             }  # fmt: skip
             if vamp:  # the same draws again without the prior's term
                 pyro.set_rng_seed(s["seed"] + K)
-                with prior_encoder_held_fixed(model):
+                with model.prior.encoder_held_fixed(model.encoder):
                     g, _ = gradient_draws(model, name, K, x, s["draws"])
                 guide_part[name] = g
                 row.update(

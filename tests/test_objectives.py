@@ -1,7 +1,6 @@
 """Tests of pyro_cvae.objectives: exact answers on linear-Gaussian models, equalities between
 estimators for the same random draws, DReG's unbiasedness and variance, and bad input."""
 
-import contextlib
 import math
 
 import pyro
@@ -399,22 +398,6 @@ def _grad_draws(m, name, x, K, groups, copies, params):
     return torch.stack(out)  # (groups, P)
 
 
-@contextlib.contextmanager
-def _prior_encoder_held_fixed(m):
-    """The VampPrior encodes its pseudo-inputs with the encoder's parameters detached."""
-    live = m.prior._encode
-
-    def held(u, c):
-        params = {n: p.detach() for n, p in m.encoder.named_parameters()}
-        return torch.func.functional_call(m.encoder, params, (u, c))
-
-    m.prior._encode = held
-    try:
-        yield
-    finally:
-        m.prior._encode = live
-
-
 def _encoder_draws(digits, prior, seed=0):
     """Encoder-gradient draws of iwae and dreg (K=5) for a VAE trained briefly on digits: 32
     groups, each the mean of 100 independent draws on 4 test images. Deterministic seeds."""
@@ -435,7 +418,7 @@ def _encoder_draws(digits, prior, seed=0):
     pyro.set_rng_seed(9)
     out = {name: _grad_draws(m, name, x, **kw) for name in ("dreg", "iwae")}
     if prior == "vamp":
-        with _prior_encoder_held_fixed(m):
+        with m.prior.encoder_held_fixed(m.encoder):
             out["dreg_prior_held"] = _grad_draws(m, "dreg", x, **kw)
     torch.set_num_threads(threads)
     return out

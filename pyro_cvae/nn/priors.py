@@ -27,7 +27,8 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pyro.distributions as dist
@@ -251,6 +252,25 @@ class VampPrior(Prior):
         shape = tuple(model.config.image_shape)
         lead = (self.cond_width, self.num_pseudo) if self.per_class else (self.num_pseudo,)
         self.pseudo_logits = nn.Parameter(0.1 * torch.randn(lead + shape))
+
+    @contextmanager
+    def encoder_held_fixed(self, encoder: nn.Module) -> Iterator[None]:
+        """Within the block the pseudo-inputs are encoded by ``encoder`` with its parameters
+        detached, so a gradient leaves out the prior's own dependence on the encoder (the
+        latent samples are unchanged: a draw with the same seed differs exactly by that term).
+        Used to split the encoder gradient of DReG and IWAE (see
+        :class:`~pyro_cvae.infer.objectives.DReGELBO`)."""
+        live = self._encode
+
+        def held(u, c):
+            params = {n: p.detach() for n, p in encoder.named_parameters()}
+            return torch.func.functional_call(encoder, params, (u, c))
+
+        self._encode = held
+        try:
+            yield
+        finally:
+            self._encode = live
 
     @property
     def pseudo_inputs(self) -> torch.Tensor:
