@@ -179,6 +179,8 @@ def _settings(args) -> dict:
         "objective": "elbo",
         "tiny": bool(args.tiny),
     }
+    if args.warmup_epochs < 0:
+        raise SystemExit(f"--warmup-epochs must be >= 0 (0: no warm-up), got {args.warmup_epochs}")
     if args.warmup_epochs:  # only when asked, so the settings of earlier runs still match
         s["warmup_epochs"] = args.warmup_epochs
     if args.tiny:

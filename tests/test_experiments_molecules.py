@@ -50,3 +50,15 @@ def test_every_flag_has_help():
     for action in parser._actions:
         if action.option_strings and action.dest != "help":
             assert action.help, action.dest
+
+
+def test_a_run_folder_of_other_settings_is_refused_by_flag(tmp_path):
+    """A finished tiny run's folders, then other settings into the same --runs-dir: a clear
+    error naming the changed setting and the flag to change, and the run folder untouched."""
+    runs = tmp_path / "runs"
+    _load().main(["--tiny", "--results-dir", str(tmp_path), "--runs-dir", str(runs)])
+    before = sorted(p.name for p in (runs / "cvae-n300-seed0").iterdir())
+    with pytest.raises(SystemExit, match=r"(?s)batch_size: 128 -> 64.*pass another --runs-dir"):
+        _load().main(["--tiny", "--batch-size", "64", "--results-dir", str(tmp_path / "other"),
+                      "--runs-dir", str(runs)])  # fmt: skip
+    assert sorted(p.name for p in (runs / "cvae-n300-seed0").iterdir()) == before

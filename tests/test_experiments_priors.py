@@ -80,3 +80,8 @@ def test_tiny_run_writes_table_numbers_and_figure(tmp_path):
 def test_unknown_row_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="unknown row"):
         _load().main(["--tiny", "--rows", "gamma", "--results-dir", str(tmp_path)])
+
+
+def test_negative_warmup_is_refused(tmp_path):
+    with pytest.raises(SystemExit, match="--warmup-epochs must be >= 0"):
+        _load().main(["--tiny", "--warmup-epochs", "-1", "--results-dir", str(tmp_path)])
