@@ -51,3 +51,15 @@ def small_model():
     """A tiny label-conditioned CVAE for 8x8 digits."""
     torch.manual_seed(0)
     return pyro_cvae.CVAE(image_shape=(1, 8, 8), num_classes=10, latent_dim=4, hidden_dims=(32,))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module whose tests share two cores with other work (restored after).
+
+    Use it with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
+    """
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

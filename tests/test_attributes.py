@@ -26,14 +26,7 @@ from pyro_cvae.data import (
 )
 from pyro_cvae.evaluate import attribute_control
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: the tests share two cores with other work (restored afterwards)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 SCHEMA = AttributeSchema(

@@ -5,18 +5,11 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "semi_supervised.py"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: these tests share two cores with other work."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _load():
@@ -61,7 +54,16 @@ def test_tiny_run_writes_every_result(tmp_path):
     assert (out / "semi_supervised.md").read_text() == table
     # more epochs continue each run from its checkpoint instead of starting it again
     more = _load().main(
-        ["--tiny", "--quiet", "--epochs", "3", "--out", str(out), "--run-dir", str(tmp_path / "runs")]
+        [
+            "--tiny",
+            "--quiet",
+            "--epochs",
+            "3",
+            "--out",
+            str(out),
+            "--run-dir",
+            str(tmp_path / "runs"),
+        ]
     )
     m2_more = next(r for r in more["rows"] if r["method"] == "M2")
     assert m2_more["epochs"] == 3 and m2_more["curve"][:2] == m2["curve"]

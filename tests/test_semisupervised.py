@@ -28,14 +28,7 @@ from pyro_cvae.models import M2
 from pyro_cvae.nn.nets import Classifier
 from pyro_cvae.train import SemiSupervisedConfig, fit_semisupervised
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: these tests share two cores with other work."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture
