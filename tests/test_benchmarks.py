@@ -1,5 +1,6 @@
 """The benchmark's references compute the same losses as pyro_cvae, and its reports are whole."""
 
+import re
 from argparse import Namespace
 
 import pyro
@@ -106,3 +107,19 @@ def test_benchmark_flags_refuse_an_unknown_or_absent_device(capsys):
         with pytest.raises(SystemExit):
             p.parse_args(["--device", "cuda"])
         assert "no CUDA GPU is available here; use --device cpu" in capsys.readouterr().err
+
+
+def test_mixture_benchmark_compares_the_two_mixtures_on_the_same_values(tmp_path):
+    from benchmarks import mixture
+    from pyro_cvae.nn import priors
+    from pyro_cvae.nn.distributions import DiagonalNormalMixture
+
+    out = tmp_path / "mixture.md"
+    mixture.main(["--tiny", "--out", str(out)])
+    text = out.read_text()
+    assert "Same values: yes" in text
+    assert "| training step" in text and "| evaluation chunk, peak memory" in text
+    # the whole log_likelihood with either mixture: the same particles give the same estimate
+    line = next(s for s in text.splitlines() if s.startswith("`log_likelihood`"))
+    assert float(re.search(r"differ by at most ([0-9.e+-]+) nats", line).group(1)) < 1e-3
+    assert priors.DiagonalNormalMixture is DiagonalNormalMixture  # put back after timing torch's

@@ -1,9 +1,16 @@
+import math
+
 import pyro.distributions as dist
 import pytest
 import torch
 from torch.distributions import kl_divergence
 
-from pyro_cvae.nn.distributions import BernoulliImages, ReparamNormal, StandardNormal
+from pyro_cvae.nn.distributions import (
+    BernoulliImages,
+    DiagonalNormalMixture,
+    ReparamNormal,
+    StandardNormal,
+)
 
 
 def test_standard_normal_matches_normal():
@@ -75,3 +82,77 @@ def test_bernoulli_images_expands_and_samples_like_the_plate_needs():
     assert torch.allclose(
         d.log_prob(torch.ones(6, 1, 4, 4)), torch.full((2, 6), 16 * -0.6931), atol=1e-3
     )
+
+
+def _torch_mixture(logits, loc, scale):
+    return dist.MixtureSameFamily(
+        dist.Categorical(logits=logits), dist.Normal(loc, scale).to_event(1)
+    )
+
+
+def test_diagonal_normal_mixture_against_a_closed_form():
+    # 0.25 N(z; (0, 0), I) + 0.75 N(z; (1, -2), diag(0.5^2, 2^2)) at z = (1, 1), written out
+    logits = torch.tensor([0.25, 0.75]).log()
+    loc = torch.tensor([[0.0, 0.0], [1.0, -2.0]])
+    scale = torch.tensor([[1.0, 1.0], [0.5, 2.0]])
+    z = torch.tensor([1.0, 1.0])
+
+    def normal(x, m, s):
+        return math.exp(-0.5 * ((x - m) / s) ** 2) / (s * math.sqrt(2 * math.pi))
+
+    exact = math.log(
+        0.25 * normal(1, 0, 1) * normal(1, 0, 1) + 0.75 * normal(1, 1, 0.5) * normal(1, -2, 2)
+    )
+    assert DiagonalNormalMixture(logits, loc, scale).log_prob(z).item() == pytest.approx(
+        exact, abs=1e-6
+    )
+
+
+@pytest.mark.parametrize(
+    "own, expand_to, value_lead",
+    [
+        ((), (7, 4), ()),  # one mixture (the VampPrior without a condition), particles x batch
+        ((4,), (7, 4), ()),  # a mixture per image (conditional), expanded by particles
+        ((4,), (4,), (3, 1)),  # sample dims on z only, broadcast against the batch
+        ((2, 4), (2, 4), ()),
+    ],
+)
+def test_diagonal_normal_mixture_same_values_and_gradients_as_torch(own, expand_to, value_lead):
+    P, D = 5, 3
+    logits = torch.randn(own + (P,), requires_grad=True)
+    loc = torch.randn(own + (P, D), requires_grad=True)
+    raw = (0.5 * torch.randn(own + (P, D))).requires_grad_()
+    z = torch.randn(value_lead + expand_to + (D,), requires_grad=True)
+    out = []
+    for make in (DiagonalNormalMixture, _torch_mixture):
+        d = make(logits, loc, raw.exp()).expand(torch.Size(expand_to))
+        assert d.batch_shape == expand_to and d.event_shape == (D,)
+        lp = d.log_prob(z)
+        out.append(
+            (lp.detach(), torch.autograd.grad((lp * lp.detach()).sum(), (logits, loc, raw, z)))
+        )
+    (a, ga), (b, gb) = out
+    assert a.shape == b.shape == value_lead + expand_to
+    assert torch.allclose(a, b, atol=1e-5)
+    for x, y in zip(ga, gb):
+        assert torch.allclose(x, y, rtol=1e-4, atol=1e-5)
+
+
+def test_diagonal_normal_mixture_keeps_precision_with_small_scales():
+    # z near a narrow component far from the origin: the expanded square subtracts ~1e8-sized
+    # terms, which float32 would get wrong by whole nats; float64 keeps it
+    loc = torch.full((3, 4), 100.0) + torch.arange(3.0)[:, None]
+    scale = torch.full((3, 4), 1e-3)
+    z = loc[1] + 1e-3 * torch.tensor([0.5, -1.0, 0.2, 0.0])
+    ref = _torch_mixture(torch.zeros(3), loc.double(), scale.double()).log_prob(z.double())
+    lp = DiagonalNormalMixture(torch.zeros(3), loc, scale).log_prob(z)
+    assert lp.item() == pytest.approx(ref.item(), abs=1e-3)
+
+
+def test_diagonal_normal_mixture_samples_like_the_torch_mixture():
+    logits, loc, scale = torch.zeros(2), torch.tensor([[-3.0], [3.0]]), torch.full((2, 1), 0.1)
+    d = DiagonalNormalMixture(logits, loc, scale).expand((10,))
+    z = d.sample((500,))
+    assert z.shape == (500, 10, 1)
+    assert (z.abs() - 3).abs().max() < 1  # every draw comes from one of the two components
+    assert 0.4 < (z > 0).float().mean() < 0.6

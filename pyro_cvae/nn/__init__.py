@@ -4,7 +4,7 @@ distributions the models sample from, the likelihoods p(x | z, y) and the priors
 Imports nothing of the package above layer 0.
 """
 
-from .distributions import BernoulliImages, ReparamNormal, StandardNormal
+from .distributions import BernoulliImages, DiagonalNormalMixture, ReparamNormal, StandardNormal
 from .likelihoods import LIKELIHOOD_CLASSES, Likelihood, make_likelihood
 from .nets import (
     MIN_SCALE,
@@ -21,6 +21,7 @@ from .priors import PRIORS, Prior, make_prior
 __all__ = [
     "BernoulliImages",
     "Classifier",
+    "DiagonalNormalMixture",
     "LIKELIHOOD_CLASSES",
     "Likelihood",
     "MIN_SCALE",

@@ -36,7 +36,7 @@ import pyro.distributions.transforms as T
 import torch
 from torch import nn
 
-from .distributions import StandardNormal
+from .distributions import DiagonalNormalMixture, StandardNormal
 
 __all__ = [
     "Prior",
@@ -199,10 +199,7 @@ class MixturePrior(Prior):
             scales = torch.einsum("bg,gkd->bkd", c, self.log_scales).exp()
         else:
             logits, locs, scales = self.logits[0], self.locs[0], self.log_scales[0].exp()
-        mix = dist.MixtureSameFamily(
-            dist.Categorical(logits=logits), dist.Normal(locs, scales).to_event(1)
-        )
-        return mix.expand(torch.Size(batch_shape))
+        return DiagonalNormalMixture(logits, locs, scales).expand(torch.Size(batch_shape))
 
 
 class VampPrior(Prior):
@@ -296,13 +293,8 @@ class VampPrior(Prior):
                 uu = u.expand((U,) + u.shape)
             loc, scale = self._encode(uu, cu[:, None, :].expand(U, P, cu.shape[-1]))  # (U, P, D)
             loc, scale = loc[index], scale[index]  # (B, P, D)
-        mix = dist.MixtureSameFamily(
-            dist.Categorical(
-                logits=torch.zeros(loc.shape[:-1], dtype=loc.dtype, device=loc.device)
-            ),
-            dist.Normal(loc, scale).to_event(1),
-        )
-        return mix.expand(torch.Size(batch_shape))
+        uniform = torch.zeros(loc.shape[:-1], dtype=loc.dtype, device=loc.device)
+        return DiagonalNormalMixture(uniform, loc, scale).expand(torch.Size(batch_shape))
 
 
 class FlowPrior(Prior):
