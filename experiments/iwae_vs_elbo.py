@@ -355,7 +355,7 @@ def _orderings(results: list[dict]) -> list[str]:
 
 
 def write_results(
-    results: list[dict], s: dict, results_dir: Path, pending: list[str], command: str = ""
+    results: list[dict], s: dict, results_dir: Path, pending: list[dict], command: str = ""
 ) -> None:
     """Write iwae_vs_elbo.md (table), .json (raw), .csv (per-epoch curves), .png (curves)."""
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -416,7 +416,7 @@ def write_results(
             f"{r['test_elbo']:.2f} | {r['test_bound']:.2f} | {r['train_seconds']:.0f} |"
         )
     for row in pending:
-        lines.append(f"| {row} | | not finished (still training) | | | | | | | |")
+        lines.append(f"| {row['row']} | | not finished ({row['status']}) | | | | | | | |")
     lines += ["", *_orderings(results)]
     lines += [
         "",
@@ -453,7 +453,14 @@ def _table(rows: list[tuple[str, int]], s: dict, runs_dir: Path) -> tuple[list[d
         if done is not None:
             table.append(done)
         elif (m, k) in rows or (runs_dir / f"{m}_k{k}").is_dir():
-            pending.append(f"{m.upper()} k={k}")
+            folder = runs_dir / f"{m}_k{k}"
+            done_epochs = trained_epochs(folder) if folder.is_dir() else 0
+            status = (
+                f"still training: {done_epochs} of {s['epochs']} epochs"
+                if done_epochs
+                else "not started"
+            )
+            pending.append({"row": f"{m.upper()} k={k}", "status": status})
     return table, pending
 
 
@@ -462,7 +469,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     s = _settings(args)
-    command = " ".join(["python experiments/iwae_vs_elbo.py", *argv])
+    # the command that trains (or continues) the table's rows; --render-only only redraws it
+    command = " ".join(
+        ["python experiments/iwae_vs_elbo.py", *(a for a in argv if a != "--render-only")]
+    )
     torch.set_num_threads(1)
     data, test, x_eval = _load_data(s)
     runs_dir, results_dir = Path(args.runs_dir), Path(args.results_dir)

@@ -128,8 +128,19 @@ def test_render_only_lists_finished_and_unfinished_rows(iwae_vs_elbo, tmp_path):
     assert not Path(runs, "iwae_k5").exists()
     md = (res / "iwae_vs_elbo.md").read_text()
     for row in ("IWAE k=1", "IWAE k=5", "VAE k=5"):
-        assert f"| {row} | | not finished (still training) |" in md
+        assert f"| {row} | | not finished (not started) |" in md
     assert "![test bound per epoch](iwae_vs_elbo.png)" in md
+    # the file names the command that trains its rows, not the one that only redrew it
+    assert "--render-only" not in md and "--methods vae,iwae --ks 1,5" in md
+    # with a larger budget the finished row is a run still training, and says how far it is
+    iwae_vs_elbo.main(["--tiny", "--epochs", "2", "--methods", "vae", "--ks", "1", "--runs-dir",
+                       runs, "--results-dir", str(res), "--render-only"])  # fmt: skip
+    md = (res / "iwae_vs_elbo.md").read_text()
+    assert "| VAE k=1 | | not finished (still training: 1 of 2 epochs) |" in md
+    assert json.loads((res / "iwae_vs_elbo.json").read_text())["pending_rows"][0] == {
+        "row": "VAE k=1",
+        "status": "still training: 1 of 2 epochs",
+    }
 
 
 def test_a_queue_of_calls_keeps_every_finished_row_in_the_table(iwae_vs_elbo, tmp_path):
