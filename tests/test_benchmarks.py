@@ -123,3 +123,13 @@ def test_mixture_benchmark_compares_the_two_mixtures_on_the_same_values(tmp_path
     line = next(s for s in text.splitlines() if s.startswith("`log_likelihood`"))
     assert float(re.search(r"differ by at most ([0-9.e+-]+) nats", line).group(1)) < 1e-3
     assert priors.DiagonalNormalMixture is DiagonalNormalMixture  # put back after timing torch's
+
+
+@pytest.mark.parametrize("flag", ["--images", "--steps"])
+def test_mixture_benchmark_refuses_a_count_below_one(flag, capsys, tmp_path):
+    from benchmarks import mixture
+
+    with pytest.raises(SystemExit):
+        mixture.main([flag, "0", "--out", str(tmp_path / "m.md")])
+    assert "--images and --steps must be >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "m.md").exists()
