@@ -51,6 +51,7 @@ import pyro
 import torch
 
 import pyro_cvae
+from pyro_cvae.cli._common import int_list
 from pyro_cvae.infer.objectives import make_objective
 
 HERE = Path(__file__).resolve().parent
@@ -63,12 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Gradient signal-to-noise ratio of iwae and dreg versus K.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--ks", default="1,5,10,50,100", help="comma-separated numbers of samples K")
+    p.add_argument(
+        "--ks", type=int_list, default="1,5,10,50,100", help="comma-separated numbers of samples K"
+    )
     p.add_argument("--draws", type=int, default=200, help="gradient draws per (estimator, K)")
     p.add_argument("--epochs", type=int, default=20, help="ELBO training epochs before measuring")
     p.add_argument("--batch", type=int, default=8, help="images in the fixed batch")
     p.add_argument("--dataset", default="digits", help="data set name")
-    p.add_argument("--hidden", default="64", help="hidden layer widths of encoder and decoder")
+    p.add_argument(
+        "--hidden", type=int_list, default="64", help="hidden layer widths of encoder and decoder"
+    )
     p.add_argument("--latent-dim", type=int, default=8, help="latent dimensions")
     p.add_argument("--seed", type=int, default=0, help="seed of training and of the draws")
     p.add_argument(
@@ -81,16 +86,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", default=str(HERE / "results"), help="folder for gradient_snr.*")
     p.add_argument("--tiny", action="store_true", help="smoke-test budget (seconds)")
     return p
-
-
-def _ints(text: str, flag: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values or any(v < 1 for v in values):
-        raise SystemExit(f"{flag} must be comma-separated integers >= 1, e.g. 1,5,50; got {text!r}")
-    return values
 
 
 def gradient_draws(model, name: str, K: int, x: torch.Tensor, draws: int):
@@ -153,10 +148,10 @@ def main(argv: list[str] | None = None) -> dict:
     """Train briefly, measure the SNR table, write the results; returns the raw numbers."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    ks = _ints(args.ks, "--ks")
+    ks = list(args.ks)
     s = {
         "dataset": args.dataset, "epochs": args.epochs, "draws": args.draws, "batch": args.batch,
-        "hidden_dims": _ints(args.hidden, "--hidden"), "latent_dim": args.latent_dim,
+        "hidden_dims": list(args.hidden), "latent_dim": args.latent_dim,
         "seed": args.seed, "ks": ks, "tiny": bool(args.tiny), "prior": args.prior,
         "pseudo_inputs": args.pseudo_inputs if args.prior == "vamp" else None,
     }  # fmt: skip

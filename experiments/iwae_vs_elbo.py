@@ -44,6 +44,7 @@ import torch
 
 import pyro_cvae
 from pyro_cvae.checkpoint import trained_epochs
+from pyro_cvae.cli._common import int_list
 from pyro_cvae.evaluate import active_units, log_likelihood, log_weights
 from pyro_cvae.train import History
 
@@ -88,7 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="training epochs per row (default 5; 1 with --tiny)",
     )
     p.add_argument(
-        "--ks", default="1,5,50", help="comma-separated numbers of samples k, one row per method"
+        "--ks",
+        type=int_list,
+        default="1,5,50",
+        help="comma-separated numbers of samples k, one row per method",
     )
     p.add_argument(
         "--methods", default="vae,iwae", help="comma-separated methods: vae (ELBO), iwae"
@@ -102,11 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="hidden-layer activation (paper: tanh)",
     )  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed of training and evaluation")
-    p.add_argument("--hidden", default="200,200", help="hidden layer widths of encoder/decoder")
+    p.add_argument(
+        "--hidden", type=int_list, default="200,200", help="hidden layer widths of encoder/decoder"
+    )
     p.add_argument("--latent-dim", type=int, default=50, help="latent dimensions")
     p.add_argument(
         "--latent-dims",
-        default="",
+        type=int_list,
+        default=(),
         help="two or more stochastic layers, e.g. 100,50 (the paper's two-layer rows, with "
         "--hidden 100,100); results then go to iwae_vs_elbo_2layer.*",
     )
@@ -144,16 +151,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _ints(text: str, flag: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        values = ()
-    if not values or any(v < 1 for v in values):
-        raise SystemExit(f"{flag} must be comma-separated integers >= 1, e.g. 1,5,50; got {text!r}")
-    return values
-
-
 def _settings(args) -> dict:
     """The experiment's budget and architecture as a plain dict (written beside the results)."""
     s = {
@@ -164,12 +161,12 @@ def _settings(args) -> dict:
         "adam_eps": args.adam_eps,
         "activation": args.activation,
         "seed": args.seed,
-        "hidden_dims": list(_ints(args.hidden, "--hidden")),
+        "hidden_dims": list(args.hidden),
         "latent_dim": args.latent_dim,
-        "latent_dims": list(_ints(args.latent_dims, "--latent-dims")) if args.latent_dims else [],
+        "latent_dims": list(args.latent_dims),
         "eval_images": args.eval_images,
         "eval_samples": args.eval_samples,
-        "ks": list(_ints(args.ks, "--ks")),
+        "ks": list(args.ks),
         "methods": [m.strip() for m in args.methods.split(",") if m.strip()],
         "train_subset": None,
         "tiny": bool(args.tiny),

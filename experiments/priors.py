@@ -46,6 +46,7 @@ import torch
 
 import pyro_cvae
 from pyro_cvae.checkpoint import list_checkpoints
+from pyro_cvae.cli._common import int_list
 from pyro_cvae.data import Split
 from pyro_cvae.evaluate import active_units, control_score, elbo_per_image, log_likelihood
 
@@ -97,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=100, help="training mini-batch size")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     p.add_argument("--seed", type=int, default=0, help="seed of training and evaluation")
-    p.add_argument("--hidden", default="300,300", help="hidden layer widths of encoder/decoder")
+    p.add_argument(
+        "--hidden", type=int_list, default="300,300", help="hidden layer widths of encoder/decoder"
+    )
     p.add_argument("--latent-dim", type=int, default=40, help="latent dimensions")
     p.add_argument(
         "--pseudo-inputs",
@@ -147,18 +150,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _ints(text: str, flag: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values or any(v < 1 for v in values):
-        raise SystemExit(
-            f"{flag} must be comma-separated integers >= 1, e.g. 300,300; got {text!r}"
-        )
-    return values
-
-
 def _settings(args) -> dict:
     """The budget and architecture as a plain dict (written beside the results)."""
     s = {
@@ -167,7 +158,7 @@ def _settings(args) -> dict:
         "batch_size": args.batch_size,
         "lr": args.lr,
         "seed": args.seed,
-        "hidden_dims": _ints(args.hidden, "--hidden"),
+        "hidden_dims": list(args.hidden),
         "latent_dim": args.latent_dim,
         "pseudo_inputs": args.pseudo_inputs,
         "pseudo_per_class": args.pseudo_per_class,

@@ -72,11 +72,22 @@ def test_iwae_vs_elbo_tiny_writes_results_and_resumes(iwae_vs_elbo, tmp_path):
     assert third[0]["curve"][:2] == more[0]["curve"]
 
 
-def test_iwae_vs_elbo_bad_flags(iwae_vs_elbo, tmp_path):
-    with pytest.raises(SystemExit, match="--ks must be comma-separated integers >= 1"):
-        iwae_vs_elbo.main(["--tiny", "--ks", "0,5", "--results-dir", str(tmp_path)])
+def test_iwae_vs_elbo_bad_flags(iwae_vs_elbo, tmp_path, capsys):
+    for flag, value in (("--ks", "0,5"), ("--hidden", "a,b"), ("--latent-dims", "100,-50")):
+        with pytest.raises(SystemExit):
+            iwae_vs_elbo.main(["--tiny", flag, value, "--results-dir", str(tmp_path)])
+        err = capsys.readouterr().err
+        assert f"argument {flag}: expected" in err and repr(value) in err
+    assert not any(tmp_path.iterdir())  # refused before anything was written
     with pytest.raises(SystemExit, match="unknown method 'wae'"):
         iwae_vs_elbo.main(["--tiny", "--methods", "wae", "--results-dir", str(tmp_path)])
+
+
+def test_gradient_snr_bad_ks_are_refused_by_flag(gradient_snr, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        gradient_snr.main(["--tiny", "--ks", "1,five", "--results-dir", str(tmp_path)])
+    assert "argument --ks: expected comma-separated integers" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
 
 
 def test_gradient_snr_tiny(gradient_snr, tmp_path):

@@ -85,3 +85,10 @@ def test_unknown_row_is_refused(tmp_path):
 def test_negative_warmup_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="--warmup-epochs must be >= 0"):
         _load().main(["--tiny", "--warmup-epochs", "-1", "--results-dir", str(tmp_path)])
+
+
+def test_bad_hidden_widths_are_refused_by_flag(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        _load().main(["--tiny", "--hidden", "300,0", "--results-dir", str(tmp_path)])
+    assert "argument --hidden: expected positive integers" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

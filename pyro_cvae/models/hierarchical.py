@@ -11,7 +11,8 @@ and the bottom-up guide q(z_1 | x, c) q(z_2 | z_1, c) ... q(z_L | z_{L-1}, c), a
 two-layer model of the IWAE paper [1]: with ``hidden_dims=(100, 100)`` and
 ``latent_dims=(100, 50)`` there are two deterministic layers of 100 units between x and z_1 and
 two of 50 between z_1 and z_2 (in general: two layers of d_{l+1} units between z_l and
-z_{l+1}, in both directions). Our layers use ReLU; [1] uses tanh. A top-down (ladder) guide
+z_{l+1}, in both directions). The hidden units use ``config.activation`` (ReLU by default;
+[1] uses tanh). A top-down (ladder) guide
 [2] is not implemented; the guide's structure is the bottom-up one above.
 
 The class is a :class:`~pyro_cvae.CVAE` with more layers, and keeps its interface: ``encode``,
@@ -58,7 +59,8 @@ __all__ = ["HierarchicalCVAE", "GaussianLayer", "LayeredLatent", "LayerNormal"]
 class GaussianLayer(nn.Module):
     """loc and scale of a diagonal Gaussian from (h, c): (..., B, d_in), (B, c) -> (..., B, d_out).
 
-    An MLP ``d_in + c -> hidden... -> 2 d_out`` (ReLU); scale = softplus + ``MIN_SCALE``.
+    An MLP ``d_in + c -> hidden... -> 2 d_out`` (``activation`` between layers); scale = softplus +
+    ``MIN_SCALE``.
     """
 
     def __init__(self, in_dim: int, cond_width: int, hidden_dims, out_dim: int,
