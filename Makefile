@@ -95,3 +95,8 @@ experiments-long: setup
 	# two stochastic layers (Burda et al. Table 1, lower half), same settings
 	$(LONG_IWAE) --latent-dims 100,50 --hidden 100,100 --methods iwae,vae --ks 50,5,1 \
 		--runs-dir experiments/runs/iwae_long_2layer
+	# the same two-layer rows with ReLU units, k = 1 and 5: do the tanh VAE rows' few active
+	# units come from the activation? (a supplement, not a row of the paper)
+	$(LONG_IWAE) --latent-dims 100,50 --hidden 100,100 --activation relu --methods vae,iwae \
+		--ks 1,5 --runs-dir experiments/runs/iwae_long_2layer_relu \
+		--results-dir experiments/results/long/relu
