@@ -414,6 +414,15 @@ def write_results(
         )
     for row in pending:
         lines.append(f"| {row['row']} | | not finished ({row['status']}) | | | | | | | |")
+    lines += [
+        "",
+        f"Every row with numbers is final (trained its {s['epochs']} epochs, then evaluated). "
+        + (
+            f"Not final: {len(pending)} row(s), marked 'not finished' above."
+            if pending
+            else "No row is still to do."
+        ),
+    ]
     lines += ["", *_orderings(results)]
     lines += [
         "",

@@ -140,6 +140,9 @@ def test_render_only_lists_finished_and_unfinished_rows(iwae_vs_elbo, tmp_path):
     md = (res / "iwae_vs_elbo.md").read_text()
     for row in ("IWAE k=1", "IWAE k=5", "VAE k=5"):
         assert f"| {row} | | not finished (not started) |" in md
+    assert "Not final: 3 row(s), marked 'not finished' above." in md
+    first = (tmp_path / "first" / "iwae_vs_elbo.md").read_text()
+    assert "final (trained its 1 epochs, then evaluated). No row is still to do." in first
     assert "![test bound per epoch](iwae_vs_elbo.png)" in md
     # the file names the command that trains its rows, not the one that only redrew it
     assert "--render-only" not in md and "--methods vae,iwae --ks 1,5" in md
