@@ -12,8 +12,8 @@ two-layer model of the IWAE paper [1]: with ``hidden_dims=(100, 100)`` and
 ``latent_dims=(100, 50)`` there are two deterministic layers of 100 units between x and z_1 and
 two of 50 between z_1 and z_2 (in general: two layers of d_{l+1} units between z_l and
 z_{l+1}, in both directions). The hidden units use ``config.activation`` (ReLU by default;
-[1] uses tanh). A top-down (ladder) guide
-[2] is not implemented; the guide's structure is the bottom-up one above.
+[1] uses tanh). A top-down (ladder) guide [2] is not implemented; the guide's structure is the
+bottom-up one above.
 
 The class is a :class:`~pyro_cvae.CVAE` with more layers, and keeps its interface: ``encode``,
 ``decode`` and ``reconstruct`` work on the bottom layer z_1 (next to the image), ``encoder`` is
