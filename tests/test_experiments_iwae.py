@@ -78,6 +78,8 @@ def test_iwae_vs_elbo_bad_flags(iwae_vs_elbo, tmp_path, capsys):
             iwae_vs_elbo.main(["--tiny", flag, value, "--results-dir", str(tmp_path)])
         err = capsys.readouterr().err
         assert f"argument {flag}: expected" in err and repr(value) in err
+        if flag != "--hidden":  # "a,b" is not integers; the others name the fix
+            assert "expected positive integers, comma-separated (e.g. 1,5,50)" in err
     assert not any(tmp_path.iterdir())  # refused before anything was written
     with pytest.raises(SystemExit, match="unknown method 'wae'"):
         iwae_vs_elbo.main(["--tiny", "--methods", "wae", "--results-dir", str(tmp_path)])

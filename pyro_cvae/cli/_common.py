@@ -49,7 +49,7 @@ def int_list(text: str) -> tuple[int, ...]:
         ) from None
     if not values or any(v <= 0 for v in values):
         raise argparse.ArgumentTypeError(
-            f"expected positive integers such as 400,400, got {text!r}"
+            f"expected positive integers, comma-separated (e.g. 1,5,50), got {text!r}"
         )
     return values
 
