@@ -12,23 +12,26 @@ import torch
 
 from . import plots
 from .data import Dataset
-from .models import M2
+from .models import kind_of
+from .models.contract import device_of
 
 __all__ = ["write_figures"]
 
 
 @torch.no_grad()
 def write_figures(model, data: Dataset, folder: str | Path, rows=None) -> list[Path]:
-    """Write samples, reconstructions, the latent scatter, training curves (given ``rows``) and,
-    for M2, analogies into ``folder``; returns the paths written. Data that are not images
-    (vectors, table rows) get the latent scatter and the curves only."""
+    """Write the pictures the model's kind names (:func:`pyro_cvae.models.kind_of`) into
+    ``folder``: samples, reconstructions, the latent scatter, training curves (given ``rows``)
+    and, for M2, analogies; returns the paths written. Models of vectors and table rows get the
+    latent scatter and the curves, a model of the user's own class the curves only."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
+    figures = kind_of(model).figures(model)  # the pictures this kind of model gets
+    if "samples" not in figures:
+        return _latent_and_curves(model, data, folder, rows, figures)
     test = data.eval_split("test").to(model.device)
     y = test.y if model.config.cond_width else None
-    if len(model.config.image_shape) != 3:
-        return _latent_and_curves(model, data, test, y, folder, rows)
     if model.config.num_classes:
         labels = torch.arange(model.config.num_classes, device=model.device)
         plots.samples_grid(model.sample(labels, 10), data.class_names, path=folder / "samples.png")
@@ -56,7 +59,7 @@ def write_figures(model, data: Dataset, folder: str | Path, rows=None) -> list[P
     if rows:
         plots.training_curves(rows, path=folder / "curves.png")
         written.append(folder / "curves.png")
-    if isinstance(model, M2):
+    if "analogies" in figures:
         x = test.x[:n]
         plots.image_grid(torch.cat([x[:, None], model.analogies(x)], 1).flatten(0, 1),
                          nrow=model.config.num_classes + 1, path=folder / "analogies.png",
@@ -65,12 +68,17 @@ def write_figures(model, data: Dataset, folder: str | Path, rows=None) -> list[P
     return written
 
 
-def _latent_and_curves(model, data: Dataset, test, y, folder: Path, rows) -> list[Path]:
-    loc, _ = model.encode(test.x, y)
-    labels = test.y if test.y.dim() == 1 and model.config.num_classes else None
-    plots.latent_scatter(loc, labels, data.class_names, path=folder / "latent.png")
-    written = [folder / "latent.png"]
-    if rows:
+def _latent_and_curves(model, data: Dataset, folder: Path, rows, figures) -> list[Path]:
+    """The latent scatter (where the kind has it) and the training curves."""
+    written = []
+    if "latent" in figures:
+        test = data.eval_split("test").to(device_of(model))
+        y = test.y if model.config.cond_width else None
+        loc, _ = model.encode(test.x, y)
+        labels = test.y if test.y.dim() == 1 and model.config.num_classes else None
+        plots.latent_scatter(loc, labels, data.class_names, path=folder / "latent.png")
+        written.append(folder / "latent.png")
+    if rows and "curves" in figures:
         plots.training_curves(rows, path=folder / "curves.png")
         written.append(folder / "curves.png")
     return written

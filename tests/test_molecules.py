@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 
 import pyro
 import pytest
@@ -94,10 +95,13 @@ class TestLikelihood:
         x, y = data.test.x[:6], data.test.y[:6]
         padded = torch.cat([x, torch.full((6, 9), PAD)], 1)
         z = torch.randn(3, 6, model.config.latent_dim)  # (K, B, D)
-        logits = model.x_dist(z, y, padded).logits  # (K, B, L + 9, V)
+        zc = torch.cat([z, y.expand(3, -1, -1)], -1)  # (K, B, D + C)
+        logits = model.decoder.logits(padded, zc)  # teacher forcing: (K, B, L + 9, V)
         short = TokenSequence(logits[..., : x.shape[1], :], END).log_prob(x)
         long = TokenSequence(logits, END).log_prob(padded)
         assert torch.equal(short, long)
+        # the model's likelihood p(x | z, c) is that masked sum of the teacher-forced logits
+        assert torch.equal(model.x_dist(z, y).log_prob(padded), long)
         # past the end, neither the tokens nor the logits count
         garbage = padded.clone()
         garbage[:, x.shape[1] :] = END
@@ -152,7 +156,7 @@ class TestTraining:
         model = MoleculeCVAE(MoleculeConfig.for_data(data, unconditional=True, **TINY)).eval()
         ids = model.sample(None, 7)
         assert ids.shape == (7, data.image_shape[0])
-        with pytest.raises(ValueError, match="unconditional"):
+        with pytest.raises(ValueError, match="has no condition"):
             model.sample(data.test.y[0], 2)
         metrics = molecule_metrics(model.smiles(ids), split_smiles(data, "train"))
         assert 0 <= metrics["validity"] <= 1 and metrics["generated"] == 7
@@ -290,3 +294,73 @@ class TestCommands:
         assert main(["train", "--dataset", "digits", "--epochs", "1", "--embed-dim", "8",
                      "--out", str(tmp_path / "digits"), "--quiet"]) == 2  # fmt: skip
         assert "--dataset moses only" in capsys.readouterr().err
+
+
+class TestOneCVAE:
+    """The molecule model is the CVAE with sequence parts: priors, hierarchy and objectives apply."""
+
+    def test_it_is_a_cvae_with_cvaes_model_and_guide(self, model):
+        assert isinstance(model, pc.CVAE)
+        assert type(model).model is pc.CVAE.model and type(model).guide is pc.CVAE.guide
+
+    @pytest.mark.parametrize("prior", ["conditional", "mixture", "flow"])
+    def test_priors_apply_with_one_argument(self, data, prior):
+        pyro.set_rng_seed(0)
+        m = build_model(MoleculeConfig.for_data(data, prior=prior, **TINY))
+        assert m.config.prior == prior
+        h = pc.fit(m, data.subset(64, 16), epochs=1, batch_size=32, objective="iwae",
+                   particles=2, progress=False)  # fmt: skip
+        assert math.isfinite(h.last["train_loss"])
+        ll = pc.log_likelihood(m, data.test.x[:4], data.test.y[:4], num_samples=3)
+        assert ll.shape == (4,) and torch.isfinite(ll).all()
+        assert m.sample(data.test.y[0], 2).shape == (2, data.image_shape[0])
+
+    def test_a_conditional_prior_reads_the_properties(self, data):
+        m = build_model(MoleculeConfig.for_data(data, prior="conditional", **TINY))
+        with torch.no_grad():
+            m.prior.net.weight.normal_()
+        c = m.condition(data.test.y[:2], 2)
+        p = m.z_dist(c, (2,)).base_dist
+        assert not torch.allclose(p.loc[0], p.loc[1])  # p(z | c) differs between molecules
+
+    def test_the_vamp_prior_is_refused_naming_the_ones_that_work(self, data):
+        with pytest.raises(ValueError, match="use normal, conditional, mixture or flow"):
+            MoleculeConfig.for_data(data, prior="vamp", **TINY)
+
+    def test_hierarchy_over_z(self, data):
+        pyro.set_rng_seed(0)
+        m = build_model(MoleculeConfig.for_data(data, latent_dims=(4, 2), **TINY))
+        assert m.latent_sites == ("z1", "z2") and isinstance(m, MoleculeCVAE)
+        pc.fit(m, data.subset(64, 16), epochs=1, batch_size=32, progress=False)
+        assert m.sample(data.test.y[:2], 3).shape == (2, 3, data.image_shape[0])
+
+    def test_a_checkpoint_of_the_molecule_model_before_it_was_a_cvae_loads(self, data, model,
+                                                                           tmp_path):  # fmt: skip
+        from pyro_cvae.checkpoint import save_checkpoint
+
+        old_config = {k: v for k, v in model.config.to_dict().items()
+                      if k in ("tokens", "max_len", "condition_dim", "latent_dim", "embed_dim",
+                               "hidden_dim", "word_dropout", "encoder")}  # fmt: skip
+        old_config["__class__"] = "MoleculeConfig"
+        weights = dict(model.state_dict())
+        weights["zero"] = weights.pop("prior.zero")  # the old model kept N(0, I)'s zero there
+        save_checkpoint(tmp_path / "model.pt", {"format": "pyro_cvae.model",
+                                                "model_class": "MoleculeCVAE",
+                                                "model_config": old_config, "model": weights})  # fmt: skip
+        again = pc.load(tmp_path / "model.pt")
+        assert again.config == model.config
+        assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                    again.state_dict().values()))  # fmt: skip
+
+    def test_train_with_a_conditional_prior_and_sample(self, data, tmp_path):
+        run = tmp_path / "run"
+        assert main(["train", "--dataset", "moses", "--train-size", "200", "--epochs", "1",
+                     "--batch-size", "64", "--latent-dim", "4", "--hidden", "16",
+                     "--prior", "conditional", "--eval-samples", "0", "--out", str(run),
+                     "--quiet"]) == 0  # fmt: skip
+        model = pc.load(run)
+        assert model.config.prior == "conditional" and isinstance(model, MoleculeCVAE)
+        out = tmp_path / "mols.csv"
+        assert main(["sample", "--run", str(run), "--condition", "logp=2.5", "-n", "5",
+                     "--out", str(out)]) == 0  # fmt: skip
+        assert len(out.read_text().strip().splitlines()) == 6

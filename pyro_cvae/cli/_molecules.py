@@ -28,7 +28,8 @@ __all__ = ["train_molecules", "sample_molecules", "score_molecules"]
 
 def train_molecules(args, data: Dataset, train_cfg: TrainConfig) -> int:
     """``pyro-cvae train --dataset moses``: the sequence CVAE (``--hidden``: the GRU width,
-    ``--embed-dim``, ``--word-dropout``, ``--encoder``; unset flags keep
+    ``--embed-dim``, ``--word-dropout``, ``--encoder``; ``--prior`` (``conditional``: a learned
+    p(z | c)), ``--prior-option`` and ``--latent-dims`` as for images; unset flags keep
     :class:`MoleculeConfig`'s defaults)."""
     hidden = args.hidden[0] if args.hidden else None
     if args.hidden and len(args.hidden) > 1:
@@ -37,7 +38,9 @@ def train_molecules(args, data: Dataset, train_cfg: TrainConfig) -> int:
                                   latent_dim=args.latent_dim, hidden_dim=hidden,
                                   embed_dim=args.embed_dim,
                                   word_dropout=args.word_dropout,
-                                  encoder=args.encoder)  # fmt: skip
+                                  encoder=args.encoder, prior=args.prior,
+                                  prior_options=dict(args.prior_option) or None,
+                                  latent_dims=args.latent_dims)  # fmt: skip
     out = Path(args.out)
     pyro.set_rng_seed(args.seed)
     model = build_model(cfg)

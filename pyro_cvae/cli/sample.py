@@ -11,7 +11,7 @@ import torch
 from .. import plots
 from ..applications import sample_rows
 from ..data import load_schema, read_table
-from ..models import MoleculeCVAE
+from ..models import kind_of
 from ..train import output_path
 from ._common import (
     add_common_args,
@@ -71,11 +71,17 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     model = load_run_model(args)
-    if isinstance(model, MoleculeCVAE):  # SMILES with properties (CSV) and a drawn grid
+    output = kind_of(model).output(model)  # how this kind of model presents its samples
+    if output == "smiles":  # SMILES with properties (CSV) and a drawn grid
         return sample_molecules(args, model)
+    if output not in ("images", "rows"):
+        raise ValueError(
+            f"{args.run} holds a {type(model).__name__}, whose output ({output}) sample does not "
+            "draw; sample takes a CVAE, M2 or molecule run"
+        )
     folder = run_folder(args.run)
     cfg = model.config
-    if len(cfg.image_shape) != 3:
+    if output == "rows":
         return _sample_rows(args, model, folder)
     if args.condition or cfg.condition_dim:
         return _sample_conditions(args, model, folder)

@@ -10,7 +10,7 @@ from ..applications import (
     anomaly_scores,
 )
 from ..data import load_run_data, run_binarizes
-from ..models import MoleculeCVAE
+from ..models import kind_of
 from ..train import output_path
 from ._common import (
     add_common_args,
@@ -70,7 +70,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     model = load_run_model(args)
-    if isinstance(model, MoleculeCVAE):  # -log p(x | c) per molecule, c its own properties
+    if kind_of(model).output(model) == "smiles":  # -log p(x | c) per molecule, c its properties
         return score_molecules(args, model)
     cfg = model.config
     if args.images_npz:

@@ -14,6 +14,7 @@ from torch import nn
 
 from ..data import COLORED_DIGITS_SCHEMA, DIGIT_NAMES, PALETTE, Dataset, Split, dominant_color
 from ..data.colored import BRIGHTNESS
+from ..models.contract import device_of, num_classes_of, require
 from ..train import train_classifier
 
 __all__ = [
@@ -50,13 +51,16 @@ def control_score(model, data: Dataset, num_per_class: int = 100, classifier=Non
     Returns:
         ``{"control_score": overall, "per_class": [..], "judge_test_accuracy": acc}``.
     """
-    if not model.config.num_classes:
+    C = num_classes_of(model, data)
+    if not C:
         raise ValueError("the control score needs a label-conditioned model (num_classes > 0)")
+    require(model, "sample", "the control score",
+            "it draws sample(labels, num_samples) -> (C, n, *image_shape) images per label")  # fmt: skip
     clf = classifier or train_classifier(data)  # trained once on the CPU and cached
-    device = model.device
+    device = device_of(model)
     if next(clf.parameters()).device != device:  # judge on the model's device; cache untouched
         clf = copy.deepcopy(clf).to(device)
-    labels = torch.arange(model.config.num_classes, device=device)
+    labels = torch.arange(C, device=device)
     images = model.sample(labels, num_per_class)  # (C, n, ...)
     pred = clf(images.flatten(0, 1)).argmax(-1).reshape(len(labels), num_per_class)
     per_class = (pred == labels[:, None]).float().mean(1)

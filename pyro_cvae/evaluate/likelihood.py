@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from .._validate import num_particles
 from ..data import eval_binarize
 from ..infer.objectives import ImportanceWeightedELBO, importance_log_weights
+from ..models.contract import check_inputs, check_model, latent_means, num_classes_of
 from ..nn.likelihoods import BernoulliLikelihood
 
 __all__ = [
@@ -122,6 +123,10 @@ def log_likelihood(
 ) -> torch.Tensor:
     r"""Importance-sampled :math:`\log p(x | y)` of each image with K = ``num_samples``.
 
+    ``model`` is any model of the contract :class:`~pyro_cvae.models.contract.PyroModel`
+    (``model(x, y)`` and ``guide(x, y)``, every sample site in ``pyro.plate("data")``): the
+    library's own, or one written from scratch; its ``check_inputs`` runs where it has one.
+
     Particles are drawn in chunks and combined with a running log-sum-exp, so peak memory is set
     by ``batch_size`` and ``max_floats`` (floats of decoder output per chunk, default 2^22,
     i.e. 16 MiB), not by K or the number of images.
@@ -140,8 +145,9 @@ def log_likelihood(
         ValueError: grey-level images under a Bernoulli likelihood with ``binarize=None``.
     """
     _check_num_samples(num_samples)
+    check_model(model, "estimate its log-likelihood")
     x = _support(model, x, binarize)
-    model.check_inputs(x, y)
+    check_inputs(model, x, y)
     return importance_log_likelihood(
         model.model, model.guide, x, y, num_samples,
         batch_size=batch_size, max_floats=max_floats, progress=progress,
@@ -183,7 +189,7 @@ def log_marginal(model, x: torch.Tensor, num_samples: int = 1000, *, prior=None,
     :math:`\log p(x) = \log \sum_y p(y)\, p(x | y)`, with a uniform :math:`p(y)` unless
     ``prior`` (C,) is given.
     """
-    C = model.config.num_classes
+    C = num_classes_of(model)
     if not C:
         raise ValueError("log_marginal needs a label-conditioned model (num_classes > 0)")
     log_py = (
@@ -207,13 +213,18 @@ def generative_classify(model, x: torch.Tensor, num_samples: int = 100, **kw) ->
 
 
 @torch.no_grad()
-def active_units(model, x: torch.Tensor, y=None, threshold: float = 1e-2, batch_size: int = 1000):
-    r"""Number of latent dimensions with :math:`\mathrm{Cov}_x(E_q[z_i]) >` ``threshold``."""
+def active_units(model, x: torch.Tensor, y=None, threshold: float = 1e-2, batch_size: int = 1000,
+                 site: str | None = None):  # fmt: skip
+    r"""Number of latent dimensions with :math:`\mathrm{Cov}_x(E_q[z_i]) >` ``threshold``, and
+    the variances (width,).
+
+    The posterior means are those of the guide's distribution at ``site`` (default: its first
+    latent site, ``"z"`` or ``"z1"``; :func:`~pyro_cvae.models.contract.latent_means`), so any
+    model of the contract qualifies. ``y`` is what the guide receives (``None`` for a VAE).
+    """
     means = []
     for i in range(0, x.shape[0], batch_size):
         s = slice(i, min(i + batch_size, x.shape[0]))
-        c = model.condition(None if y is None else y[s], s.stop - s.start)
-        loc, _ = model.encoder(x[s], c)
-        means.append(loc)
-    m = torch.cat(means)
+        means.append(latent_means(model, x[s], None if y is None else y[s], site))
+    m = torch.cat(means)  # (N, width)
     return int((m.var(dim=0) > threshold).sum().item()), m.var(dim=0)

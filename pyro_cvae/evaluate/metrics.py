@@ -7,8 +7,16 @@ import math
 import torch
 
 from ..data import Dataset, Split
-from ..infer.bounds import condition_of, elbo_per_image
+from ..infer.bounds import elbo_per_image
+from ..infer.objectives import ImportanceWeightedELBO
 from ..infer.semisupervised import accuracy
+from ..models.contract import (
+    MissingCapabilityError,
+    check_model,
+    condition_of,
+    device_of,
+    num_classes_of,
+)
 from .control import control_score
 from .likelihood import (
     DEFAULT_MAX_FLOATS,
@@ -28,7 +36,7 @@ def evaluate(
     *,
     num_samples: int = 1000,
     split: str = "test",
-    control: bool = True,
+    control: bool | None = None,
     classify_samples: int = 0,
     progress: bool = False,
     num_images: int | None = None,
@@ -37,14 +45,21 @@ def evaluate(
     """All test metrics of a model as a dict (nats per image unless stated).
 
     Keys: ``elbo``, ``nll`` (importance-sampled, K = ``num_samples``), ``bits_per_dim``,
-    ``kl``, ``active_units``, and for labelled models ``control_score``; with
-    ``classify_samples > 0`` also the generative classifier's accuracy.
+    ``kl``, ``active_units`` (of the guide's first latent site, ``latent_dim`` its width), and
+    for label-conditioned models ``control_score``; with ``classify_samples > 0`` also the
+    generative classifier's accuracy.
+
+    ``model`` is any model of the contract :class:`~pyro_cvae.models.contract.PyroModel`: the
+    library's own, or a researcher's ``PyroModule`` with ``model(x, y)`` and ``guide(x, y)``.
+    ``control``: ``None`` (default) scores control where the model is label-conditioned and can
+    ``sample``; ``True`` requires it; ``False`` skips it.
 
     ``num_images`` evaluates the first N images of the split only (all when ``None``);
     ``max_floats`` bounds the memory of the log-likelihood (see :func:`log_likelihood`).
     """
+    check_model(model, "evaluate it")
     model.eval()
-    device = model.device
+    device = device_of(model)
     s = data.eval_split(split).to(device)
     if num_images is not None:
         if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
@@ -59,7 +74,7 @@ def evaluate(
     ll = log_likelihood(model, s.x, y, num_samples, progress=progress, max_floats=max_floats,
                         binarize=False)  # fmt: skip
     kl = _kl_per_image(model, s)
-    n_active, _ = active_units(model, s.x, y)
+    n_active, variances = active_units(model, s.x, y)
     dims = math.prod(data.image_shape)
     out = {
         "split": split,
@@ -70,11 +85,20 @@ def evaluate(
         "bits_per_dim": bits_per_dim(-ll.mean().item(), dims),
         "kl": kl,
         "active_units": n_active,
-        "latent_dim": model.config.latent_dim,
+        "latent_dim": variances.numel(),
     }
-    if control and model.config.num_classes:
+    C = num_classes_of(model, data)
+    can_sample = callable(getattr(model, "sample", None))
+    if control and not (C and can_sample):
+        raise MissingCapabilityError(
+            "control=True scores images generated for each label: it needs a label-conditioned "
+            f"model with a sample(y, num_samples) method; {type(model).__name__} "
+            + ("has no sample method" if C else "is not conditioned on labels")
+            + " (pass control=None or False to skip the control score)"
+        )
+    if control is not False and C and can_sample:
         out.update(control_score(model, data))
-    if classify_samples and model.config.num_classes:
+    if classify_samples and C:
         probs = generative_classify(model, s.x, classify_samples, binarize=False)
         out["generative_accuracy"] = (probs.argmax(-1) == s.y).float().mean().item()
     return out
@@ -82,18 +106,21 @@ def evaluate(
 
 @torch.no_grad()
 def _kl_per_image(model, split: Split, num_samples: int = 10) -> float:
-    """Monte Carlo KL(q(z|x,y) || p(z|y)) averaged over images (single-latent models)."""
+    """Monte Carlo KL(q(z|x,y) || p(z|y)) over every latent site, averaged over images: the mean
+    of log q(z | x, y) - log p(z | y) at ``num_samples`` vectorized draws from the guide."""
     y = condition_of(model, split.y)
+    elbo = ImportanceWeightedELBO(num_particles=num_samples)
     total = 0.0
     for i in range(0, len(split), 1000):
         s = slice(i, min(i + 1000, len(split)))
         yb = None if y is None else y[s]
-        c = model.condition(yb, s.stop - s.start)
-        q = model.q_dist(split.x[s], c)
-        z = q.sample((num_samples,))  # (S, B, D)
-        p = model.z_dist(c, z.shape[:-1])
-        total += (q.log_prob(z) - p.log_prob(z)).mean(0).sum().item()
-    return total / max(1, len(split))
+        model_trace, guide_trace = next(iter(elbo._get_traces(model.model, model.guide,
+                                                              (split.x[s], yb), {})))  # fmt: skip
+        for name, site in guide_trace.nodes.items():
+            if site["type"] == "sample" and not site["is_observed"]:
+                # (K, B) log-densities summed over everything but particles: their mean / K
+                total += (site["log_prob"].sum() - model_trace.nodes[name]["log_prob"].sum()).item()
+    return total / (num_samples * max(1, len(split)))
 
 
 @torch.no_grad()

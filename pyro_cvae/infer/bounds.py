@@ -10,14 +10,10 @@ import torch
 
 from .._validate import num_particles
 from ..data import Split
+from ..models.contract import condition_of
 from .objectives import ImportanceWeightedELBO, importance_log_weights
 
 __all__ = ["log_weights", "elbo_per_image", "condition_of"]
-
-
-def condition_of(model, y):
-    """``y`` where the model is conditional, else ``None`` (a plain VAE reads no labels)."""
-    return y if model.config.cond_width else None
 
 
 @torch.no_grad()

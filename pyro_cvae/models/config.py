@@ -233,6 +233,11 @@ class ModelConfig(FrozenConfig):
         return opts
 
     @property
+    def layer_options(self) -> dict:
+        """The options of the hierarchy's Gaussian layers (``dropout``, ``batch_norm``)."""
+        return self.net_options
+
+    @property
     def cond_width(self) -> int:
         """Width of the condition vector the networks receive (0 for a plain VAE)."""
         return self.num_classes or self.condition_dim

@@ -179,7 +179,7 @@ class HierarchicalCVAE(CVAE):
         # CVAE builds the bottom of the hierarchy: encoder q(z_1 | x, c), decoder p(x | z_1, c),
         # the likelihood; its prior (over z_1) is replaced by one over the top layer below.
         super().__init__(config)
-        dims, cw, opts = config.latent_dims, config.cond_width, config.net_options
+        dims, cw, opts = config.latent_dims, config.cond_width, config.layer_options
         # q(z_{l+1} | z_l, c) and p(z_l | z_{l+1}, c): two hidden layers of d_{l+1} units each
         self.q_layers = nn.ModuleList(
             GaussianLayer(dims[i], cw, (dims[i + 1],) * 2, dims[i + 1], config.activation, **opts)

@@ -1,19 +1,24 @@
-r"""A sequence CVAE for molecules: SELFIES tokens given a vector of properties.
+r"""A sequence CVAE for molecules: SELFIES tokens given a vector of properties. It is the
+:class:`~pyro_cvae.CVAE` with other parts, not a second model.
 
 Generative story, for B molecules with property vectors c::
 
-    z ~ N(0, I)                                   # "z": batch (B,), event (D,)
+    z ~ p(z | c)                                  # "z": batch (B,), event (D,); any prior of
+                                                  # the registry (ModelConfig.prior)
     x ~ prod_t p(x_t | x_<t, z, c)                # "x": batch (B,), event (L,), an
                                                   # autoregressive GRU, masked past the end
 
 and the guide q(z | x, c) = N(loc(x, c), diag scale(x, c)^2) from a GRU over the tokens (or
-1-D convolutions: ``MoleculeConfig(encoder="conv")``, see :data:`MOLECULE_ENCODERS`). Both
-sites sit in the data plate, so the ELBO, the importance-weighted bounds (K particles: leading
-(K, B) dimensions) and :func:`pyro_cvae.log_likelihood` apply per molecule unchanged. In training
-(``model.train()``) each decoder input token but the start token is replaced by ``<unk>`` with
-probability ``word_dropout`` (Bowman et al. [1]), so the decoder must read z; KL warm-up is
-``TrainConfig.warmup_epochs``. In evaluation mode there is no dropout: log p(x | c) is the
-model's.
+1-D convolutions: ``MoleculeConfig(encoder="conv")``, see :data:`MOLECULE_ENCODERS`). The
+networks are the nets registry's sequence families (:data:`pyro_cvae.nn.sequence.SEQUENCE_NETS`)
+and the likelihood its ``"tokens"`` entry, so CVAE's own model and guide, every prior but the
+VampPrior (``prior="conditional"``: a learned p(z | c)), the hierarchy (``latent_dims``) and
+every objective apply to molecules with one argument. Both sites sit in the data plate, so the
+ELBO, the importance-weighted bounds and :func:`pyro_cvae.log_likelihood` apply per molecule.
+In training (``model.train()``) each decoder input token but the start token is replaced by
+``<unk>`` with probability ``word_dropout`` (Bowman et al. [1]), so the decoder must read z; KL
+warm-up is ``TrainConfig.warmup_epochs``. In evaluation mode there is no dropout: log p(x | c)
+is the model's.
 
 References:
     [1] Bowman et al., Generating Sentences from a Continuous Space, CoNLL 2016.
@@ -24,41 +29,60 @@ References:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-import pyro
-import pyro.distributions as dist
 import torch
-from pyro.nn import PyroModule
 
-from .._frozen import FrozenConfig
 from .._validate import positive_int
-from ..checkpoint import save_checkpoint
 from ..data import Dataset
 from ..data.molecules import END, PAD, SPECIAL_TOKENS, START, UNK, Vocabulary
-from ..nn.distributions import ReparamNormal
-from ..nn.sequence import ConvSequenceEncoder, SequenceDecoder, SequenceEncoder, TokenSequence
+from ..nn.sequence import ConvSequenceEncoder, SequenceEncoder
+from .config import ModelConfig
+from .cvae import CVAE
+from .hierarchical import HierarchicalCVAE
 
-__all__ = ["MoleculeConfig", "MoleculeCVAE", "MOLECULE_ENCODERS"]
+__all__ = ["MoleculeConfig", "MoleculeCVAE", "HierarchicalMoleculeCVAE", "MOLECULE_ENCODERS",
+           "MOLECULE_NETS"]  # fmt: skip
 
 #: encoder name -> class with the constructor (vocab_size, embed_dim, hidden_dim, latent_dim,
 #: cond_width, pad, end) whose forward maps token ids (B, L) and conditions (B, C) or None to the
 #: loc and scale (B, D) of q(z | x, c); ``MoleculeConfig(encoder=name)`` picks one
 MOLECULE_ENCODERS = {"gru": SequenceEncoder, "conv": ConvSequenceEncoder}
 
+#: encoder name -> the network family of the nets registry that has it (with the GRU decoder)
+MOLECULE_NETS = {"gru": "gru", "conv": "conv1d"}
+
+#: priors that cannot model token sequences: the VampPrior's pseudo-inputs are continuous
+#: images, and a sequence of token ids has no such relaxation here
+_NO_SEQUENCE_PRIORS = ("vamp",)
+
 
 @dataclass(frozen=True)
-class MoleculeConfig(FrozenConfig):
-    """Architecture of :class:`MoleculeCVAE`; with the vocabulary it is enough to rebuild it."""
+class MoleculeConfig(ModelConfig):
+    """Architecture of :class:`MoleculeCVAE`: a :class:`ModelConfig` whose network family, data
+    shape and likelihood follow from the molecule fields; with the vocabulary it is enough to
+    rebuild the model.
 
+    ``max_len``, ``hidden_dim`` and ``encoder`` set the inherited ``image_shape = (max_len,)``,
+    ``hidden_dims = (hidden_dim,)`` and ``net`` (:data:`MOLECULE_NETS`); ``likelihood`` is
+    ``"tokens"``. Every other field is ModelConfig's: ``prior`` (``"conditional"`` learns
+    p(z | c)), ``prior_options``, ``latent_dims`` (a hierarchy over z), ``condition_dim``.
+    Configs saved before molecules became a CVAE (no ModelConfig fields) read as before.
+    """
+
+    image_shape: tuple[int, ...] = (2,)  # (max_len,), set from max_len
+    num_classes: int | None = 0  # molecules are conditioned on property vectors, not labels
+    latent_dim: int = 56  # as in Gomez-Bombarelli et al. 2018
+    hidden_dims: tuple[int, ...] = (256,)  # (hidden_dim,), set from hidden_dim
+    net: str = "gru"  # set from encoder
+    likelihood: str = "tokens"
     tokens: tuple[str, ...] = SPECIAL_TOKENS  # the vocabulary, special tokens first
     max_len: int = 2  # token positions, end token included (the longest generated molecule)
-    condition_dim: int = 0  # width of the property vector; 0: an unconditional VAE
-    latent_dim: int = 56  # as in Gomez-Bombarelli et al. 2018
     embed_dim: int = 64
-    hidden_dim: int = 256
+    hidden_dim: int = 256  # the GRU's width (or the convolutions' channels)
     word_dropout: float = 0.25  # Bowman et al. 2016 find 0.25-0.5 keeps z in use
     encoder: str = "gru"  # a name in MOLECULE_ENCODERS: "gru" or "conv" (1-D convolutions)
+
+    __hash__ = ModelConfig.__hash__
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tokens", tuple(self.tokens))
@@ -67,14 +91,7 @@ class MoleculeConfig(FrozenConfig):
                 f"tokens must start with the special tokens {SPECIAL_TOKENS}, got "
                 f"{self.tokens[:4]}; build the vocabulary with pyro_cvae.data.molecules.Vocabulary"
             )
-        positive_int("max_len", self.max_len)
-        if (
-            isinstance(self.condition_dim, bool)
-            or not isinstance(self.condition_dim, int)
-            or (self.condition_dim < 0)
-        ):
-            raise ValueError(f"condition_dim must be an integer >= 0, got {self.condition_dim!r}")
-        for name in ("latent_dim", "embed_dim", "hidden_dim"):
+        for name in ("max_len", "embed_dim", "hidden_dim"):
             positive_int(name, getattr(self, name))
         if self.encoder not in MOLECULE_ENCODERS:
             raise ValueError(
@@ -84,24 +101,49 @@ class MoleculeConfig(FrozenConfig):
             raise ValueError(
                 f"word_dropout must be in [0, 1), got {self.word_dropout!r}; e.g. 0.25"
             )
-
-    # what the training loop's data checks read from any model config
-    @property
-    def num_classes(self) -> int:
-        return 0
-
-    @property
-    def cond_width(self) -> int:
-        return self.condition_dim
-
-    @property
-    def image_shape(self) -> tuple[int]:
-        """The shape of one data row, (max_len,)."""
-        return (self.max_len,)
+        if self.num_classes not in (0, None):
+            raise ValueError(
+                f"molecules are conditioned on property vectors (condition_dim), not labels; "
+                f"got num_classes={self.num_classes}"
+            )
+        if self.likelihood != "tokens":
+            raise ValueError(
+                f"a molecule model scores token sequences: likelihood must be 'tokens', got "
+                f"{self.likelihood!r}"
+            )
+        if self.prior in _NO_SEQUENCE_PRIORS:
+            raise ValueError(
+                f"prior {self.prior!r} needs continuous pseudo-inputs, which token sequences do "
+                "not have; use normal, conditional, mixture or flow (--prior conditional)"
+            )
+        derived = {"image_shape": (self.max_len,), "hidden_dims": (self.hidden_dim,),
+                   "net": MOLECULE_NETS[self.encoder]}  # fmt: skip
+        defaults = {"image_shape": (2,), "hidden_dims": (256,), "net": "gru"}
+        source = {"image_shape": "max_len", "hidden_dims": "hidden_dim", "net": "encoder"}
+        for name, value in derived.items():
+            given = tuple(getattr(self, name)) if name != "net" else self.net
+            if given not in (value, defaults[name]):
+                raise ValueError(
+                    f"{name}={given!r} disagrees with {source[name]}={getattr(self, source[name])!r}; "
+                    f"a molecule model sets {name} from {source[name]}: drop {name}"
+                )
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "num_classes", 0)
+        super().__post_init__()
 
     @property
     def vocab_size(self) -> int:
         return len(self.tokens)
+
+    @property
+    def net_options(self) -> dict:
+        """The sequence networks' keyword options (:data:`~pyro_cvae.nn.sequence.SEQUENCE_NETS`)."""
+        return {"vocab_size": self.vocab_size, "embed_dim": self.embed_dim,
+                "specials": (PAD, START, END, UNK), "word_dropout": float(self.word_dropout)}  # fmt: skip
+
+    @property
+    def layer_options(self) -> dict:
+        return {}
 
     @classmethod
     def for_data(cls, data: Dataset, *, unconditional: bool = False, **overrides):
@@ -121,57 +163,42 @@ class MoleculeConfig(FrozenConfig):
         return cls(**{**defaults, **overrides})
 
 
-class MoleculeCVAE(PyroModule):
-    """Sequence CVAE: GRU (or 1-D convolution, ``encoder="conv"``) guide q(z | x, c),
-    autoregressive GRU model p(z) p(x | z, c).
+def _upgrade_state_dict(module, state_dict, prefix, *args) -> None:
+    """Checkpoints of the molecule model before it was a CVAE kept N(0, I)'s zero as ``zero``;
+    it is the prior's buffer now."""
+    old, new = prefix + "zero", prefix + "prior.zero"
+    if old in state_dict and new not in state_dict:
+        state_dict[new] = state_dict.pop(old)
+
+
+class MoleculeCVAE(CVAE):
+    """Sequence CVAE: the :class:`~pyro_cvae.CVAE` with a GRU (or 1-D convolution,
+    ``encoder="conv"``) guide q(z | x, c), an autoregressive GRU p(x | z, c) and any prior
+    p(z | c); CVAE's model, guide, saving and conditions, and token-specific inputs and output.
 
     Example::
 
         data = pc.load_dataset("moses", train_size=1000)
-        model = MoleculeCVAE(MoleculeConfig.for_data(data, hidden_dim=64))
+        model = MoleculeCVAE(MoleculeConfig.for_data(data, hidden_dim=64, prior="conditional"))
         pc.fit(model, data, epochs=2, warmup_epochs=1)
-        model.generate_smiles(data.schema.encode({"logp": 2.5}), 10)
+        model.smiles(model.sample(data.schema.encode({"logp": 2.5}), 10))
     """
 
     config_class = MoleculeConfig
-    latent_sites = ("z",)
 
     def __init__(self, config: MoleculeConfig | None = None, **kwargs):
         if config is None:
             config = MoleculeConfig(**kwargs)
         elif kwargs:
             raise ValueError("give either a MoleculeConfig or keyword arguments, not both")
-        super().__init__()
-        self.config = config
-        V, E, H, D, C = (config.vocab_size, config.embed_dim, config.hidden_dim,
-                         config.latent_dim, config.condition_dim)  # fmt: skip
-        self.encoder = MOLECULE_ENCODERS[config.encoder](V, E, H, D, C, PAD, END)
-        self.decoder = SequenceDecoder(V, E, H, D, C)
-        self.register_buffer("zero", torch.zeros(()))
-        self.vocab = Vocabulary(config.tokens)
-
-    @property
-    def device(self) -> torch.device:
-        return self.zero.device
-
-    # ------------------------------------------------------------------ conditions and checks
-
-    def condition(self, y: torch.Tensor | None, batch_size: int) -> torch.Tensor | None:
-        """The property vectors (B, condition_dim), or ``None`` for an unconditional model."""
-        d = self.config.condition_dim
-        if not d:
-            if y is not None:
-                raise ValueError(
-                    "this model is unconditional (condition_dim=0) but got y; pass y=None"
-                )
-            return None
-        if y is None or y.dim() != 2 or tuple(y.shape) != (batch_size, d):
-            got = "None" if y is None else f"shape {tuple(y.shape)}"
-            raise ValueError(
-                f"this model is conditioned on property vectors: pass y of shape "
-                f"({batch_size}, {d}), got {got}"
+        if not isinstance(config, MoleculeConfig):
+            raise TypeError(
+                f"MoleculeCVAE is built from a MoleculeConfig, got {type(config).__name__}; "
+                "use MoleculeConfig.for_data(pc.load_dataset('moses'))"
             )
-        return y.to(self.zero.dtype)
+        super().__init__(config)
+        self.vocab = Vocabulary(config.tokens)
+        self.register_load_state_dict_pre_hook(_upgrade_state_dict)
 
     def check_inputs(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
         """Raise ``ValueError`` unless ``x`` is (N, L) token ids of this vocabulary and ``y``
@@ -197,125 +224,28 @@ class MoleculeCVAE(PyroModule):
             raise ValueError("conditions contain NaN or Inf")
         self.condition(y, x.shape[0])
 
-    # ------------------------------------------------------------------ distributions
-
-    def z_dist(self, batch_shape) -> dist.TorchDistribution:
-        """The prior p(z) = N(0, I): batch ``batch_shape``, event (D,)."""
-        D = self.config.latent_dim
-        zero = self.zero.expand(*batch_shape, D)
-        return dist.Normal(zero, torch.ones_like(zero)).to_event(1)
-
-    def x_dist(self, z: torch.Tensor, c: torch.Tensor | None, x: torch.Tensor) -> TokenSequence:
-        """p(x | z, c) scored by teacher forcing on ``x`` (B, L); z (..., B, D) -> batch
-        (..., B), event (L,)."""
-        inputs = torch.cat([torch.full_like(x[:, :1], START), x[:, :-1]], dim=1)  # (B, L)
-        p = self.config.word_dropout
-        if self.training and p > 0:
-            drop = torch.rand(inputs.shape, device=inputs.device) < p
-            drop[:, 0] = False  # the start token stays
-            inputs = torch.where(drop, torch.full_like(inputs, UNK), inputs)
-        return TokenSequence(self.decoder(inputs, z, c), END)
-
-    def q_dist(self, x: torch.Tensor, c: torch.Tensor | None) -> dist.TorchDistribution:
-        """The guide's q(z | x, c): batch (B,), event (D,)."""
-        loc, scale = self.encoder(x, c)
-        return ReparamNormal(loc, scale).to_event(1)
-
-    # ------------------------------------------------------------------ model and guide
-
-    def model(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
-        """p(z) p(x | z, y) over one plate of B molecules."""
-        B = x.shape[0]
-        c = self.condition(y, B)
-        with pyro.plate("data", B):
-            z = pyro.sample("z", self.z_dist((B,)))  # (B, D) or (K, B, D)
-            pyro.sample("x", self.x_dist(z, c, x), obs=x)
-
-    def guide(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
-        """q(z | x, y), inside the same plate as the model."""
-        B = x.shape[0]
-        c = self.condition(y, B)
-        with pyro.plate("data", B):
-            pyro.sample("z", self.q_dist(x, c))
-
-    # ------------------------------------------------------------------ generation
-
-    @torch.no_grad()
-    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None):
-        """Posterior mean and scale of q(z | x, y), each (N, latent_dim)."""
-        self.check_inputs(x, y)
-        return self.encoder(x, self.condition(y, x.shape[0]))
-
     @torch.no_grad()
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None, *, greedy: bool = False):
         """Token ids (N, max_len) from latents z (N, D) and conditions y (N, C): each token drawn
         from p(x_t | x_<t, z, y) (the most likely one with ``greedy``); ``<pad>`` after the end."""
-        N = z.shape[0]
-        c = self.condition(y, N) if self.config.condition_dim else self.condition(None, 0)
-        zc = z if c is None else torch.cat([z, c], -1)  # (N, D + C)
-        h = self.decoder.initial_state(zc)
-        token = torch.full((N,), START, dtype=torch.long, device=z.device)
-        out = torch.full((N, self.config.max_len), PAD, dtype=torch.long, device=z.device)
-        done = torch.zeros(N, dtype=torch.bool, device=z.device)
-        for t in range(self.config.max_len):
-            logits, h = self.decoder.step(token, zc, h)  # (N, V)
-            logits[:, [PAD, START, UNK]] = -torch.inf  # never generated
-            if greedy:
-                token = logits.argmax(-1)
-            else:
-                token = torch.distributions.Categorical(logits=logits).sample()
-            out[:, t] = torch.where(done, torch.full_like(token, PAD), token)
-            done |= token == END
-            if done.all():
-                break
-        return out
-
-    def _conditions(self, y) -> tuple[torch.Tensor | None, bool]:
-        """(M, d) conditions from one (d,) or M (M, d) vectors, and whether it was one."""
-        d = self.config.condition_dim
-        if y is None:
-            if d:
-                raise ValueError(f"this model is conditional: pass y of shape ({d},) or (M, {d})")
-            return None, True
-        if not d:
-            raise ValueError("this model is unconditional; call sample(None, num_samples)")
-        t = torch.as_tensor(y, dtype=self.zero.dtype, device=self.device)
-        if t.dim() not in (1, 2) or t.shape[-1] != d:
-            raise ValueError(
-                f"pass one condition of shape ({d},) or M conditions of shape (M, {d}), got "
-                f"shape {tuple(t.shape)}"
-            )
-        return t.reshape(-1, d), t.dim() == 1
+        return super().decode(z, y, mean=greedy)
 
     @torch.no_grad()
     def sample(self, y=None, num_samples: int = 1, *, temperature: float = 1.0,
                greedy: bool = False) -> torch.Tensor:  # fmt: skip
         """Token ids for conditions: one condition (d,) (or ``None`` for a VAE) gives
-        (num_samples, max_len); M conditions (M, d) give (M, num_samples, max_len).
-        ``temperature`` scales the prior draw of z."""
-        positive_int("num_samples", num_samples)
-        c, single = self._conditions(y)
-        M = 1 if c is None else c.shape[0]
-        z = temperature * torch.randn(M * num_samples, self.config.latent_dim, device=self.device)
-        cc = None if c is None else c.repeat_interleave(num_samples, 0)  # (M * n, d)
-        ids = self.decode(z, cc, greedy=greedy).reshape(M, num_samples, -1)
-        return ids[0] if single else ids
+        (num_samples, max_len); M conditions (M, d) give (M, num_samples, max_len). z is drawn
+        from the prior p(z | c) (``temperature`` scales it), tokens one by one from the decoder
+        (the most likely ones with ``greedy``)."""
+        return super().sample(y, num_samples, mean=greedy, temperature=temperature)
 
     def smiles(self, ids: torch.Tensor) -> list[str]:
         """SMILES of token ids (..., L), flattened over the leading dimensions."""
         return self.vocab.decode(ids.cpu())
 
-    def generate_smiles(self, y=None, num_samples: int = 1, **kw) -> list[str]:
-        """SMILES of :meth:`sample`'s molecules, row by row (condition-major)."""
-        return self.smiles(self.sample(y, num_samples, **kw))
 
-    def save(self, path: str | Path, **extra) -> Path:
-        """Write config and weights to ``path`` atomically; :func:`pyro_cvae.load` reads it."""
-        payload = {
-            "format": "pyro_cvae.model",
-            "model_class": type(self).__name__,
-            "model_config": self.config.to_dict(),
-            "model": self.state_dict(),
-            **extra,
-        }
-        return save_checkpoint(path, payload)
+class HierarchicalMoleculeCVAE(MoleculeCVAE, HierarchicalCVAE):
+    """The molecule CVAE with stochastic layers ``latent_dims`` (z1 next to the tokens, the
+    prior over the top layer): :class:`~pyro_cvae.HierarchicalCVAE`'s model and guide with the
+    sequence networks. :func:`pyro_cvae.build_model` builds it for a ``MoleculeConfig`` with
+    ``latent_dims``."""

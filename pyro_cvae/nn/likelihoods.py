@@ -17,6 +17,7 @@ from torch.distributions import constraints
 from torch.nn import functional as F
 
 from .distributions import BernoulliImages
+from .sequence import AutoregressiveTokens
 
 __all__ = [
     "Likelihood",
@@ -24,6 +25,7 @@ __all__ = [
     "GaussianLikelihood",
     "TableLikelihood",
     "TableRows",
+    "TokenLikelihood",
     "TABLE_COLUMN_KINDS",
     "LIKELIHOOD_CLASSES",
 ]
@@ -196,12 +198,32 @@ class TableLikelihood(Likelihood):
         return TableRows(out, self.log_scale, self.columns).mean
 
 
+class TokenLikelihood(Likelihood):
+    """Token sequences (molecules as SELFIES tokens) from an autoregressive sequence decoder
+    (:data:`~pyro_cvae.nn.sequence.SEQUENCE_NETS`): the decoder's output is a
+    :class:`~pyro_cvae.nn.sequence.Decoding` and the distribution
+    :class:`~pyro_cvae.nn.sequence.AutoregressiveTokens` (teacher forcing to score, feedback to
+    draw). Its "mean" is the greedy decoding: each token the most likely given those before."""
+
+    needs_unit_range = False
+
+    def __init__(self, event_dim: int = 1):
+        super().__init__(1)
+
+    def dist(self, out):
+        return AutoregressiveTokens(out.decoder, out.zc)
+
+    def mean(self, out):
+        return out.decoder.generate(out.zc, greedy=True)
+
+
 #: likelihood name -> class; built from a ModelConfig by :func:`make_likelihood`
 LIKELIHOOD_CLASSES = {
     "bernoulli": BernoulliLikelihood,
     "gaussian": GaussianLikelihood,
     "continuous_bernoulli": ContinuousBernoulliLikelihood,
     "table": TableLikelihood,
+    "tokens": TokenLikelihood,
 }
 
 

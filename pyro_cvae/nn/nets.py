@@ -20,9 +20,11 @@ import inspect
 import math
 
 import torch
-from pyro.distributions.util import broadcast_shape
 from torch import nn
 from torch.nn import functional as F
+
+from ._common import MIN_SCALE, broadcast_cat
+from .sequence import SEQUENCE_NETS
 
 __all__ = [
     "broadcast_cat",
@@ -42,27 +44,6 @@ __all__ = [
     "ACTIVATIONS",
     "MIN_SCALE",
 ]
-
-#: lower bound on posterior scales: keeps log q finite when an encoder saturates
-MIN_SCALE = 1e-4
-
-
-def broadcast_cat(*tensors: torch.Tensor | None) -> torch.Tensor:
-    """Concatenate along the last dimension after broadcasting all leading dimensions.
-
-    ``None`` entries (no condition) are skipped. Shapes (K, B, D) and (B, c) give (K, B, D + c).
-    """
-    parts = [t for t in tensors if t is not None]
-    if len(parts) == 1:
-        return parts[0]
-    lead = parts[0].shape[:-1]
-    if all(t.shape[:-1] == lead for t in parts):  # the training case: nothing to broadcast
-        return torch.cat(parts, dim=-1)
-    # pyro's broadcast_shape: the same rule as torch.broadcast_shapes, which in recent torch goes
-    # through torch._refs and costs ~0.15 ms per call, a visible share of a training step
-    batch = broadcast_shape(*(t.shape[:-1] for t in parts))
-    return torch.cat([t.expand(batch + t.shape[-1:]) for t in parts], dim=-1)
-
 
 #: activation name -> module class; ``ModelConfig.activation`` is one of its keys (the IWAE paper
 #: uses tanh, most VAE code ReLU)
@@ -229,6 +210,8 @@ class Classifier(nn.Module):
 NETS: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
     "mlp": (Encoder, Decoder),
     "conv": (ConvEncoder, ConvDecoder),
+    # token sequences (molecules): GRU or 1-D convolution encoder, autoregressive GRU decoder
+    **SEQUENCE_NETS,
 }
 
 #: the families that ship with the package (never replaced by :func:`register_net`)

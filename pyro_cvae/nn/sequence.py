@@ -27,14 +27,17 @@ from pyro.distributions import constraints
 from torch import nn
 from torch.nn import functional as F
 
-from .nets import MIN_SCALE, broadcast_cat
+from ._common import MIN_SCALE, broadcast_cat
 
 __all__ = [
     "TokenSequence",
+    "AutoregressiveTokens",
+    "Decoding",
     "sequence_lengths",
     "SequenceEncoder",
     "ConvSequenceEncoder",
     "SequenceDecoder",
+    "SEQUENCE_NETS",
 ]
 
 
@@ -175,29 +178,104 @@ class ConvSequenceEncoder(nn.Module):
         return loc, F.softplus(raw) + MIN_SCALE
 
 
+class Decoding:
+    """What :class:`SequenceDecoder` returns for latents: the decoder and [z, c] (..., B, D + C),
+    the parameters of :class:`AutoregressiveTokens` (the likelihood ``"tokens"`` builds it)."""
+
+    __slots__ = ("decoder", "zc")
+
+    def __init__(self, decoder: SequenceDecoder, zc: torch.Tensor):
+        self.decoder, self.zc = decoder, zc
+
+
+class AutoregressiveTokens(dist.TorchDistribution):
+    r"""p(x | z, c) of whole token sequences from an autoregressive decoder, one Pyro sample site.
+
+    ``log_prob(x)`` is teacher forcing (the decoder reads x shifted right, with word dropout in
+    training mode) and :class:`TokenSequence`'s masked sum; ``sample()`` feeds each drawn token
+    back into the decoder. batch shape ``zc.shape[:-1]``, event shape ``(max_len,)``; a scored
+    sequence may be of another length L (positions past its end token do not count).
+    """
+
+    arg_constraints: dict = {}
+    has_rsample = False
+
+    def __init__(self, decoder: SequenceDecoder, zc: torch.Tensor, validate_args=None):
+        self.decoder, self.zc = decoder, zc
+        super().__init__(zc.shape[:-1], torch.Size([decoder.max_len]), validate_args=validate_args)
+
+    @constraints.dependent_property(is_discrete=True, event_dim=1)
+    def support(self):
+        return constraints.independent(
+            constraints.integer_interval(0, self.decoder.vocab_size - 1), 1
+        )
+
+    def expand(self, batch_shape, _instance=None):
+        zc = self.zc.expand(torch.Size(batch_shape) + self.zc.shape[-1:])
+        return AutoregressiveTokens(self.decoder, zc, validate_args=self._validate_args)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self._validate_args and not self.support.check(value).all():
+            raise ValueError(
+                f"token ids must lie in [0, {self.decoder.vocab_size}), got range "
+                f"[{value.min().item()}, {value.max().item()}]"
+            )
+        logits = self.decoder.logits(value, self.zc)  # (..., B, L, V)
+        return TokenSequence(logits, self.decoder.end).log_prob(value)
+
+    def sample(self, sample_shape=()):
+        zc = self.zc.expand(torch.Size(sample_shape) + self.zc.shape)
+        return self.decoder.generate(zc)
+
+    def mode_sequence(self) -> torch.Tensor:
+        """Each position's most likely token given the ones before (greedy decoding)."""
+        return self.decoder.generate(self.zc, greedy=True)
+
+
 class SequenceDecoder(nn.Module):
     """p(x | z, c): an autoregressive GRU whose initial state and every input carry [z, c].
 
-    ``forward`` is teacher forcing: the logits of every position from the sequence shifted right
-    (start token first); ``step`` advances one token for generation.
+    ``forward(z, c)`` returns the likelihood's parameters (:class:`Decoding`), as every decoder of
+    the nets registry does; :meth:`logits` is teacher forcing (the logits of every position from
+    the sequence shifted right, start token first, each input token but the start replaced by
+    ``unk`` with probability ``word_dropout`` in training mode, Bowman et al. [1]); :meth:`step`
+    advances one token and :meth:`generate` draws whole sequences.
+
+    Args:
+        vocab_size, embed_dim, hidden_dim, latent_dim, cond_width: sizes (``cond_width`` 0: no c).
+        max_len: positions of a generated sequence, end token included.
+        start, end, unk, pad: ids of the start, end, unknown and padding tokens.
+        banned: ids never generated (padding, start, unknown).
+        word_dropout: probability of replacing an input token by ``unk`` in training.
     """
 
-    def __init__(self, vocab_size, embed_dim, hidden_dim, latent_dim, cond_width):
+    def __init__(self, vocab_size, embed_dim, hidden_dim, latent_dim, cond_width, *,
+                 max_len: int, start: int, end: int, unk: int, pad: int = 0, banned=(),
+                 word_dropout: float = 0.0):  # fmt: skip
         super().__init__()
-        self.hidden_dim = hidden_dim
+        self.hidden_dim, self.vocab_size, self.max_len = hidden_dim, vocab_size, max_len
+        self.start, self.end, self.unk, self.pad = start, end, unk, pad
+        self.banned, self.word_dropout = tuple(banned), float(word_dropout)
         self.embed = nn.Embedding(vocab_size, embed_dim)
         self.init = nn.Linear(latent_dim + cond_width, hidden_dim)
         self.rnn = nn.GRU(embed_dim + latent_dim + cond_width, hidden_dim, batch_first=True)
         self.out = nn.Linear(hidden_dim, vocab_size)
 
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None) -> Decoding:
+        """z (..., B, D), c (B, C) or None -> the parameters of p(x | z, c)."""
+        return Decoding(self, broadcast_cat(z, c))  # zc (..., B, D + C)
+
     def initial_state(self, zc: torch.Tensor) -> torch.Tensor:
         """[z, c] (N, D + C) -> the GRU's first state (1, N, H)."""
         return torch.tanh(self.init(zc)).unsqueeze(0)
 
-    def forward(self, inputs: torch.Tensor, z: torch.Tensor, c: torch.Tensor | None):
-        """Teacher forcing. inputs (B, L) ids (start, x_1, ..., x_{L-1}); z (..., B, D);
-        c (B, C) or None -> logits (..., B, L, V)."""
-        zc = broadcast_cat(z, c)  # (..., B, D + C)
+    def logits(self, x: torch.Tensor, zc: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing on x (B, L) ids with [z, c] (..., B, D + C) -> logits (..., B, L, V)."""
+        inputs = torch.cat([torch.full_like(x[..., :1], self.start), x[..., :-1]], dim=-1)
+        if self.training and self.word_dropout > 0:
+            drop = torch.rand(inputs.shape, device=inputs.device) < self.word_dropout
+            drop[..., 0] = False  # the start token stays
+            inputs = torch.where(drop, torch.full_like(inputs, self.unk), inputs)
         batch = zc.shape[:-1]
         L = inputs.shape[-1]
         emb = self.embed(inputs).expand(*batch, L, -1)  # (..., B, L, E)
@@ -211,3 +289,71 @@ class SequenceDecoder(nn.Module):
         inp = torch.cat([self.embed(token), zc], -1).unsqueeze(1)  # (N, 1, E + D + C)
         out, h = self.rnn(inp, h)
         return self.out(out.squeeze(1)), h
+
+    @torch.no_grad()
+    def generate(self, zc: torch.Tensor, greedy: bool = False) -> torch.Tensor:
+        """Token ids (..., max_len) from [z, c] (..., D + C): each token drawn from
+        p(x_t | x_<t, z, c) (the most likely one with ``greedy``), padding after the end."""
+        lead = zc.shape[:-1]
+        zc = zc.reshape(-1, zc.shape[-1])  # (N, D + C)
+        N, device = zc.shape[0], zc.device
+        h = self.initial_state(zc)
+        token = torch.full((N,), self.start, dtype=torch.long, device=device)
+        out = torch.full((N, self.max_len), self.pad, dtype=torch.long, device=device)
+        done = torch.zeros(N, dtype=torch.bool, device=device)
+        for t in range(self.max_len):
+            logits, h = self.step(token, zc, h)  # (N, V)
+            if self.banned:
+                logits[:, list(self.banned)] = -torch.inf  # never generated
+            if greedy:
+                token = logits.argmax(-1)
+            else:
+                token = torch.distributions.Categorical(logits=logits).sample()
+            out[:, t] = torch.where(done, torch.full_like(token, self.pad), token)
+            done |= token == self.end
+            if done.all():
+                break
+        return out.reshape(*lead, self.max_len)
+
+
+def _sequence_options(hidden_dims, vocab_size, specials):
+    if len(hidden_dims) != 1:
+        raise ValueError(
+            f"a sequence network has one GRU (or convolution) width, got hidden_dims={hidden_dims}; "
+            f"give one width, e.g. ({hidden_dims[0]},)"
+        )
+    if not vocab_size:
+        raise ValueError("a sequence network needs the vocabulary's size (vocab_size=...)")
+    return hidden_dims[0], specials
+
+
+def _gru_encoder(data_shape, cond_width, hidden_dims, latent_dim, activation="relu", *,
+                 vocab_size=0, embed_dim=64, specials=(0, 1, 2, 3), word_dropout=0.0):  # fmt: skip
+    """The nets registry's ``"gru"`` encoder: :class:`SequenceEncoder` (``specials``: the ids of
+    padding, start, end and unknown; ``word_dropout`` is the decoder's)."""
+    hidden, (pad, _, end, _) = _sequence_options(hidden_dims, vocab_size, specials)
+    return SequenceEncoder(vocab_size, embed_dim, hidden, latent_dim, cond_width, pad, end)
+
+
+def _conv_encoder(data_shape, cond_width, hidden_dims, latent_dim, activation="relu", *,
+                  vocab_size=0, embed_dim=64, specials=(0, 1, 2, 3), word_dropout=0.0):  # fmt: skip
+    """The nets registry's ``"conv1d"`` encoder: :class:`ConvSequenceEncoder`."""
+    hidden, (pad, _, end, _) = _sequence_options(hidden_dims, vocab_size, specials)
+    return ConvSequenceEncoder(vocab_size, embed_dim, hidden, latent_dim, cond_width, pad, end)
+
+
+def _gru_decoder(data_shape, cond_width, hidden_dims, latent_dim, activation="relu", *,
+                 vocab_size=0, embed_dim=64, specials=(0, 1, 2, 3), word_dropout=0.0):  # fmt: skip
+    """The nets registry's sequence decoder: :class:`SequenceDecoder` for sequences of
+    ``data_shape = (max_len,)`` positions."""
+    hidden, (pad, start, end, unk) = _sequence_options(hidden_dims, vocab_size, specials)
+    return SequenceDecoder(vocab_size, embed_dim, hidden, latent_dim, cond_width,
+                           max_len=data_shape[0], start=start, end=end, unk=unk, pad=pad,
+                           banned=(pad, start, unk), word_dropout=word_dropout)  # fmt: skip
+
+
+#: the sequence network families of the nets registry (:data:`pyro_cvae.nn.nets.NETS`): a GRU or
+#: 1-D convolution encoder with the autoregressive GRU decoder. Built with the keyword options
+#: ``vocab_size``, ``embed_dim``, ``specials`` and ``word_dropout`` (``MoleculeConfig`` passes
+#: them); the likelihood is ``"tokens"``.
+SEQUENCE_NETS = {"gru": (_gru_encoder, _gru_decoder), "conv1d": (_conv_encoder, _gru_decoder)}

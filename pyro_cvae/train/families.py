@@ -22,11 +22,12 @@ import torch
 
 from ..checkpoint import CheckpointError
 from ..data import Dataset, binarize_draw, check_labels, partial_labels
-from ..infer.bounds import condition_of, elbo_per_image
+from ..infer.bounds import elbo_per_image
 from ..infer.lean import lean_objective
 from ..infer.objectives import make_objective
 from ..infer.semisupervised import SemiSupervisedObjective, accuracy
-from ..models import M2, BaselineNet, LabelClassifier, ModelConfig, QuadrantCVAE, mask_image
+from ..models import kind_of, mask_image
+from ..models.contract import check_inputs, condition_of
 from .config import SemiSupervisedConfig, TrainConfig
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "SemiSupervisedFamily",
     "CompletionFamily",
     "ClassifierFamily",
+    "FAMILIES",
     "family_for",
     "check_data_fits_model",
 ]
@@ -52,9 +54,12 @@ def _shard(order: torch.Tensor, shard: tuple[int, int] | None) -> torch.Tensor:
 
 
 def check_data_fits_model(model, data: Dataset) -> None:
-    """Refuse a data set whose image shape or number of classes the model was not built for."""
-    cfg: ModelConfig = model.config
-    if cfg.num_classes and cfg.num_classes != data.num_classes:
+    """Refuse a data set whose image shape or number of classes the model was not built for
+    (models with a library config; a model without one checks its inputs itself, if at all)."""
+    cfg = getattr(model, "config", None)
+    if not hasattr(cfg, "image_shape"):
+        return
+    if getattr(cfg, "num_classes", 0) and cfg.num_classes != data.num_classes:
         raise ValueError(
             f"the model has num_classes={cfg.num_classes} but data set {data.name!r} has "
             f"{data.num_classes} classes; build the model with num_classes={data.num_classes}"
@@ -146,7 +151,7 @@ class ConditionalFamily(Family):
         for name in ("train", "val", "test"):
             split = getattr(data, name)
             if len(split):
-                model.check_inputs(split.x, condition_of(model, split.y))
+                check_inputs(model, split.x, condition_of(model, split.y))
 
     def step_args(self, model, x, y) -> tuple:
         return (x, condition_of(model, y))
@@ -214,7 +219,7 @@ class SemiSupervisedFamily(Family):
         return model, None  # SemiSupervisedObjective reads the whole module
 
     def check(self, model, data: Dataset, config: SemiSupervisedConfig) -> None:
-        if not isinstance(model, M2):
+        if kind_of(model).family != "semi-supervised":
             raise ValueError(
                 f"semi-supervised training trains the M2 model, got {type(model).__name__}; a "
                 "fully supervised CVAE cannot use unlabelled images: build pyro_cvae.M2"
@@ -296,16 +301,20 @@ class SemiSupervisedFamily(Family):
         )
 
 
+#: family name (a model kind's ``family``, :func:`pyro_cvae.models.kind_of`) -> family class
+FAMILIES: dict[str, type[Family]] = {
+    "conditional": ConditionalFamily,
+    "semi-supervised": SemiSupervisedFamily,
+    "completion": CompletionFamily,
+    "classifier": ClassifierFamily,
+}
+
+
 def family_for(model) -> Family:
-    """The default family of a model: semi-supervised for M2, completion for the quadrant
-    models, classification for a label classifier, else conditional."""
-    if isinstance(model, M2):
-        return SemiSupervisedFamily()
-    if isinstance(model, (QuadrantCVAE, BaselineNet)):
-        return CompletionFamily()
-    if isinstance(model, LabelClassifier):
-        return ClassifierFamily()
-    return ConditionalFamily()
+    """The default family of a model, as its kind names it (:func:`pyro_cvae.models.kind_of`):
+    semi-supervised for M2, completion for the quadrant models, classification for a label
+    classifier, conditional for the CVAEs and for any other Pyro model."""
+    return FAMILIES[kind_of(model).family]()
 
 
 def labelled_mask(data: Dataset, config: SemiSupervisedConfig, labelled=None) -> torch.Tensor:

@@ -34,6 +34,7 @@ from ..checkpoint import latest_checkpoint, load_latest_good
 from ..data import Dataset
 from ..infer.anneal import scale_latents
 from ..infer.svi import ModuleSVI, NonFiniteLossError, ObjectiveModule, make_adam
+from ..models.contract import check_model, config_dict, latent_sites
 from .config import TrainConfig
 from .distributed import DataParallel
 from .families import Family, family_for
@@ -132,8 +133,12 @@ def fit(
     """Train ``model`` on ``data.train`` with stochastic variational inference.
 
     Args:
-        model: a model of :mod:`pyro_cvae.models` (CVAE, hierarchical CVAE, M2, the quadrant
-            models, a label classifier): a ``PyroModule`` with ``model``, ``guide``, ``config``.
+        model: any model of the contract :class:`~pyro_cvae.models.contract.PyroModel`: a
+            module with ``model(x, y=None)`` and ``guide(x, y=None)`` whose parameters are its
+            own: the library's models (CVAE, hierarchical CVAE, M2, the molecule CVAE, the
+            quadrant models, a label classifier) or one written from scratch in Pyro. Optional
+            capabilities (``latent_sites``, ``check_inputs``, ``config``) are used where offered
+            and discovered otherwise (the latent sites from one trace of the guide).
         data: a :class:`~pyro_cvae.data.Dataset`.
         config: a :class:`~pyro_cvae.TrainConfig` (a :class:`~pyro_cvae.SemiSupervisedConfig`
             for M2); keyword ``overrides`` replace fields. Default: the family's default config.
@@ -159,6 +164,7 @@ def fit(
         the :class:`History` of per-epoch metrics: training loss per image (nats), seconds, KL
         weight, and the family's metrics (validation ELBO; M2's classifier accuracies).
     """
+    check_model(model, "train it")
     family = family if family is not None else family_for(model)
     config = family.config(config)
     if overrides:
@@ -230,7 +236,7 @@ def fit(
             json.dumps(
                 {
                     "model_class": type(model).__name__,
-                    "model": model.config.to_dict(),
+                    "model": config_dict(model),
                     "train": config.to_dict(),
                     "data": data_spec,
                     **family.run_info(),
@@ -254,7 +260,7 @@ def fit(
         payload = {
             "format": "pyro_cvae.train",
             "model_class": type(model).__name__,
-            "model_config": model.config.to_dict(),
+            "model_config": config_dict(model),
             "train_config": config.to_dict(),
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
@@ -270,6 +276,7 @@ def fit(
         }
         write_checkpoint(out, epoch * steps_per_epoch + step, payload, config.keep_checkpoints)
 
+    sites = None  # the latent sites a KL weight scales, found on the first batch that needs them
     model.train()
     with pyro.validation_enabled(pyro_validation), _StopFlag(enabled=parallel is None) as stop:
         for epoch in range(start_epoch, config.epochs):
@@ -286,8 +293,10 @@ def fit(
             step = start_step
             for args, count in bar:
                 beta = kl_weight(config, epoch + (step + 1) / steps_per_epoch)
+                if sites is None and beta != 1.0:
+                    sites = latent_sites(model, *args[:2])
                 try:
-                    with scale_latents(beta, model.latent_sites):
+                    with scale_latents(beta, sites or ()):
                         loss = svi.step(*args)
                 except NonFiniteLossError as e:
                     if config.skip_nonfinite:

@@ -185,6 +185,17 @@ def _changes(saved: dict, now: dict, skip=("__class__",)) -> list[str]:
     return out
 
 
+def _shape_changes(saved: dict, now: dict) -> list[str]:
+    """``name: old shape -> new shape`` for every tensor of two state dicts that differs."""
+    out = []
+    for k in dict.fromkeys([*saved, *now]):
+        old = tuple(saved[k].shape) if k in saved else "(missing)"
+        new = tuple(now[k].shape) if k in now else "(missing)"
+        if old != new:
+            out.append(f"{k}: {old} -> {new}")
+    return out[:5]
+
+
 def verify_resumable(path, ckpt: dict, model, config) -> None:
     """Refuse to resume a checkpoint of another model configuration or other settings, naming
     each setting that changed with its old and new value; refuse fewer epochs than done.
@@ -192,12 +203,28 @@ def verify_resumable(path, ckpt: dict, model, config) -> None:
     ``config``'s own class reads the saved settings, so subclasses of ``TrainConfig``
     (semi-supervised training) are compared field by field too; only ``epochs`` may change.
     """
-    saved_model = ckpt.get("model_config") or {}
-    try:  # fields added since the checkpoint was written read as their defaults
-        saved_model = type(model.config).from_dict(saved_model).to_dict()
-    except (TypeError, ValueError):  # another kind of config or removed fields: compare raw
-        pass
-    changed = _changes(saved_model, model.config.to_dict())
+    saved_class, now_class = ckpt.get("model_class"), type(model).__name__
+    if saved_class is not None and saved_class != now_class:
+        raise CheckpointError(
+            f"{path} was written by a {saved_class}, not a {now_class}; resume with the same "
+            "model class or train into a new out folder"
+        )
+    now = getattr(getattr(model, "config", None), "to_dict", None)
+    if now is None:  # a model class of the user's: no config, compare the parameters' shapes
+        changed = _shape_changes(ckpt.get("model") or {}, model.state_dict())
+        if changed:
+            raise CheckpointError(
+                f"{path} was written by a {now_class} of other sizes ({'; '.join(changed)}); "
+                "build the model with the sizes it was trained with or train into a new out folder"
+            )
+        saved_model, now_model = {}, {}
+    else:
+        saved_model, now_model = ckpt.get("model_config") or {}, now()
+        try:  # fields added since the checkpoint was written read as their defaults
+            saved_model = type(model.config).from_dict(saved_model).to_dict()
+        except (TypeError, ValueError):  # another kind of config or removed fields: compare raw
+            pass
+    changed = _changes(saved_model, now_model)
     if changed:
         raise CheckpointError(
             f"{path} was written by a model with another configuration ({'; '.join(changed)}); "
