@@ -30,7 +30,17 @@ from .evaluate import (
     log_marginal,
 )
 from .infer import OBJECTIVES, NonFiniteLossError, make_objective
-from .models import CVAE, M2, HierarchicalCVAE, ModelConfig, build_model, load, save_safetensors
+from .models import (
+    CVAE,
+    M2,
+    HierarchicalCVAE,
+    MissingCapabilityError,
+    ModelConfig,
+    PyroModel,
+    build_model,
+    load,
+    save_safetensors,
+)
 from .nn import NETS, PRIORS, register_net
 from .train import (
     History,
@@ -51,11 +61,13 @@ __all__ = [
     "HierarchicalCVAE",
     "History",
     "M2",
+    "MissingCapabilityError",
     "ModelConfig",
     "NETS",
     "NonFiniteLossError",
     "OBJECTIVES",
     "PRIORS",
+    "PyroModel",
     "RunFolderError",
     "SemiSupervisedConfig",
     "SemiSupervisedFamily",

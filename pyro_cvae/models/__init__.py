@@ -146,16 +146,8 @@ def model_from_payload(payload: dict, source: str = "checkpoint", model=None) ->
         config = cls.config_class.from_dict(payload["model_config"])
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{source} does not hold a pyro_cvae model configuration: {e}") from e
-    model = cls(config)
-    try:
-        model.load_state_dict(payload["model"])
-    except (KeyError, RuntimeError) as e:
-        raise CheckpointError(
-            f"{source} holds weights that do not fit its configuration ({e}); "
-            "the file was written by a different model"
-        ) from e
-    model.loaded_from = source  # the file the weights came from (``evaluate`` records it)
-    return model
+    return _load_weights(cls(config), payload, source,
+                         "its configuration", "the file was written by a different model")  # fmt: skip
 
 
 def _load_into(model, payload: dict, source: str):
@@ -164,14 +156,16 @@ def _load_into(model, payload: dict, source: str):
         raise CheckpointError(
             f"{source} was written by a {saved}, not a {type(model).__name__}; pass a {saved}"
         )
+    return _load_weights(model, payload, source, f"this {type(model).__name__}",
+                         "build it with the settings it was trained with")  # fmt: skip
+
+
+def _load_weights(model, payload: dict, source: str, what: str, fix: str):
     try:
         model.load_state_dict(payload["model"])
     except (KeyError, RuntimeError) as e:
-        raise CheckpointError(
-            f"{source} holds weights that do not fit this {type(model).__name__} ({e}); build "
-            "it with the settings it was trained with"
-        ) from e
-    model.loaded_from = source
+        raise CheckpointError(f"{source} holds weights that do not fit {what} ({e}); {fix}") from e
+    model.loaded_from = source  # the file the weights came from (``evaluate`` records it)
     return model
 
 
