@@ -30,7 +30,18 @@ from .evaluate import (
     log_marginal,
 )
 from .infer import OBJECTIVES, NonFiniteLossError, make_objective
-from .models import CVAE, M2, HierarchicalCVAE, ModelConfig, build_model, load, save_safetensors
+from .models import (
+    ADGM,
+    CVAE,
+    M2,
+    SDGM,
+    AuxiliaryConfig,
+    HierarchicalCVAE,
+    ModelConfig,
+    build_model,
+    load,
+    save_safetensors,
+)
 from .nn import NETS, PRIORS, register_net
 from .train import (
     History,
@@ -45,6 +56,8 @@ from .train import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ADGM",
+    "AuxiliaryConfig",
     "CVAE",
     "CheckpointError",
     "Dataset",
@@ -57,6 +70,7 @@ __all__ = [
     "OBJECTIVES",
     "PRIORS",
     "RunFolderError",
+    "SDGM",
     "SemiSupervisedConfig",
     "SemiSupervisedFamily",
     "Split",

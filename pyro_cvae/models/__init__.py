@@ -27,6 +27,7 @@ from ..checkpoint import (
     resolve_checkpoint,
 )
 from ..nn.nets import unknown_net_message
+from .adgm import ADGM, SDGM, AuxiliaryConfig, AuxiliaryDGM
 from .classifier import ClassifierConfig, LabelClassifier
 from .config import LIKELIHOODS, NETS, ModelConfig
 from .cvae import CVAE
@@ -43,6 +44,9 @@ from .quadrants import (
 )
 
 __all__ = [
+    "ADGM",
+    "AuxiliaryConfig",
+    "AuxiliaryDGM",
     "BaselineNet",
     "CVAE",
     "ClassifierConfig",
@@ -62,6 +66,7 @@ __all__ = [
     "QUADRANTS_GIVEN",
     "QuadrantCVAE",
     "QuadrantConfig",
+    "SDGM",
     "build_model",
     "load",
     "mask_image",
@@ -82,6 +87,8 @@ MODEL_CLASSES: dict[str, type[PyroModule]] = {
         CVAE,
         HierarchicalCVAE,
         M2,
+        ADGM,
+        SDGM,
         QuadrantCVAE,
         BaselineNet,
         LabelClassifier,

@@ -7,6 +7,7 @@ Imports layers 0 to 3. Nothing else in the package runs a training step.
 from .classifier import train_classifier
 from .config import SemiSupervisedConfig, TrainConfig, config_from_dict
 from .families import (
+    AuxiliaryFamily,
     ClassifierFamily,
     CompletionFamily,
     ConditionalFamily,
@@ -22,6 +23,7 @@ from .run_folder import READER_OUTPUTS, RUN_FILES, CheckpointWriteError, RunFold
 from .semisupervised import fit_semisupervised
 
 __all__ = [
+    "AuxiliaryFamily",
     "CheckpointWriteError",
     "ClassifierFamily",
     "CompletionFamily",

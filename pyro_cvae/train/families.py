@@ -22,17 +22,27 @@ import torch
 
 from ..checkpoint import CheckpointError
 from ..data import Dataset, binarize_draw, check_labels, partial_labels
+from ..infer.auxiliary import AuxiliaryObjective
 from ..infer.bounds import condition_of, elbo_per_image
 from ..infer.lean import lean_objective
 from ..infer.objectives import make_objective
 from ..infer.semisupervised import SemiSupervisedObjective, accuracy
-from ..models import M2, BaselineNet, LabelClassifier, ModelConfig, QuadrantCVAE, mask_image
+from ..models import (
+    M2,
+    AuxiliaryDGM,
+    BaselineNet,
+    LabelClassifier,
+    ModelConfig,
+    QuadrantCVAE,
+    mask_image,
+)
 from .config import SemiSupervisedConfig, TrainConfig
 
 __all__ = [
     "Family",
     "ConditionalFamily",
     "SemiSupervisedFamily",
+    "AuxiliaryFamily",
     "CompletionFamily",
     "ClassifierFamily",
     "family_for",
@@ -203,6 +213,7 @@ class SemiSupervisedFamily(Family):
     """
 
     config_class = SemiSupervisedConfig
+    auxiliary = False  # the models it trains: M2 (False) or ADGM / SDGM (AuxiliaryFamily)
 
     def __init__(self, labelled: torch.Tensor | None = None):
         self.labelled = labelled
@@ -218,6 +229,11 @@ class SemiSupervisedFamily(Family):
             raise ValueError(
                 f"semi-supervised training trains the M2 model, got {type(model).__name__}; a "
                 "fully supervised CVAE cannot use unlabelled images: build pyro_cvae.M2"
+            )
+        if isinstance(model, AuxiliaryDGM) != self.auxiliary:
+            raise ValueError(
+                f"{type(self).__name__} does not train {type(model).__name__}: ADGM and SDGM train "
+                "with AuxiliaryFamily, M2 with SemiSupervisedFamily (family_for picks it)"
             )
         super().check(model, data, config)
         self.mask = labelled_mask(data, config, self.labelled)
@@ -296,9 +312,22 @@ class SemiSupervisedFamily(Family):
         )
 
 
+class AuxiliaryFamily(SemiSupervisedFamily):
+    """ADGM and SDGM on partially labelled data (:mod:`pyro_cvae.infer.auxiliary`): the batches,
+    metrics and resume checks of :class:`SemiSupervisedFamily`, with their own objective."""
+
+    auxiliary = True
+
+    def objective(self, config: SemiSupervisedConfig, lean: bool = False):
+        return AuxiliaryObjective(config.objective, config.particles, lean=lean)
+
+
 def family_for(model) -> Family:
-    """The default family of a model: semi-supervised for M2, completion for the quadrant
-    models, classification for a label classifier, else conditional."""
+    """The default family of a model: semi-supervised for M2 (auxiliary for ADGM and SDGM),
+    completion for the quadrant models, classification for a label classifier, else
+    conditional."""
+    if isinstance(model, AuxiliaryDGM):
+        return AuxiliaryFamily()
     if isinstance(model, M2):
         return SemiSupervisedFamily()
     if isinstance(model, (QuadrantCVAE, BaselineNet)):
