@@ -97,11 +97,11 @@ def auxiliary_log_weights(model: AuxiliaryDGM, x: torch.Tensor, num_particles: i
     estimate of log p(x) with the label summed out; in expectation a lower bound that rises to
     log p(x) as K grows."""
     check_particles(num_particles)
-    out = []
-    for _ in range(num_particles):
-        log_qa, log_w, _ = _label_terms(model, x, None)
-        out.append(log_w - log_qa)  # (C, B)
-    return torch.stack(out)
+    B = x.shape[0]
+    xs = x.expand((num_particles,) + x.shape).reshape((num_particles * B,) + x.shape[1:])
+    log_qa, log_w, _ = _label_terms(model, xs, None)  # (K*B,), (C, K*B)
+    log_w = (log_w - log_qa).reshape(-1, num_particles, B)  # (C, K, B)
+    return log_w.transpose(0, 1)  # (K, C, B)
 
 
 @torch.no_grad()
