@@ -50,6 +50,7 @@ from .train import (
     SemiSupervisedFamily,
     TrainConfig,
     fit,
+    fit_m1m2,
     fit_semisupervised,
 )
 
@@ -82,6 +83,7 @@ __all__ = [
     "elbo_per_image",
     "evaluate",
     "fit",
+    "fit_m1m2",
     "fit_semisupervised",
     "generative_classify",
     "importance_log_likelihood",

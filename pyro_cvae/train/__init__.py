@@ -18,6 +18,7 @@ from .families import (
     labelled_mask,
 )
 from .loop import History, fit, kl_weight
+from .m1m2 import M1M2, M1M2Result, fit_m1m2, m1_features
 from .quadrants import train_quadrants
 from .run_folder import READER_OUTPUTS, RUN_FILES, CheckpointWriteError, RunFolderError, output_path
 from .semisupervised import fit_semisupervised
@@ -30,6 +31,8 @@ __all__ = [
     "ConditionalFamily",
     "Family",
     "History",
+    "M1M2",
+    "M1M2Result",
     "READER_OUTPUTS",
     "RUN_FILES",
     "RunFolderError",
@@ -40,9 +43,11 @@ __all__ = [
     "config_from_dict",
     "family_for",
     "fit",
+    "fit_m1m2",
     "fit_semisupervised",
     "kl_weight",
     "labelled_mask",
+    "m1_features",
     "output_path",
     "train_classifier",
     "train_quadrants",
