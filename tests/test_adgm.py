@@ -16,7 +16,7 @@ from pyro_cvae.infer.auxiliary import (
     auxiliary_log_px,
 )
 from pyro_cvae.infer.objectives import enum_objective
-from pyro_cvae.infer.semisupervised import accuracy
+from pyro_cvae.infer.semisupervised import accuracy, iw_bound, label_log_weights
 from pyro_cvae.models import ADGM, SDGM, AuxiliaryConfig, ModelConfig
 from pyro_cvae.train import (
     AuxiliaryFamily,
@@ -192,6 +192,12 @@ class TestEnumeratedBound:
         pyro.set_rng_seed(0)
         estimate = auxiliary_log_px(m, x, 20000)
         assert torch.allclose(estimate, exact, atol=0.03), (estimate, exact)
+        # M2's label-by-label weights (a drawn per label, y given) are a valid sampler too: the
+        # generative classifier p(y | x) of accuracy(generative=K) applies to these models
+        pyro.set_rng_seed(0)
+        with torch.no_grad():
+            per_label = iw_bound(label_log_weights(m, x, 20000))
+        assert torch.allclose(per_label, exact, atol=0.03), (per_label, exact)
 
 
 # ------------------------------------------------------------------------- training
