@@ -52,6 +52,12 @@ experiments: setup
 	$(BIN)/python experiments/priors.py --epochs 12 --runs-dir experiments/runs/priors12
 	$(BIN)/python experiments/semi_supervised.py --labels 100,1000,3000 --iwae-labels 100 \
 		--hidden 256 --latent-dim 50 --class-weight-ratio 0.1 --epochs 30
+	# issue 29 on digits: M2, IW-M2 (K = 5), M1+M2, ADGM, SDGM at 100 labels (minutes)
+	$(BIN)/python experiments/semi_beyond_m2.py --dataset digits --labels 100 --epochs 100 \
+		--hidden 64 --latent-dim 4 --aux-dim 4 --m1-latent-dim 8 --lr 3e-3 --class-weight 1000 \
+		--particles 5 --epochs-per-call 25 --threads 1 --quiet \
+		--out experiments/results/semi_beyond_m2_digits \
+		--run-dir experiments/runs/semi_beyond_m2_digits
 	# digits rows (defaults), then the reduced MNIST rows; each results .md states its budget
 	$(BIN)/python experiments/colored_digits.py
 	$(BIN)/python experiments/anomaly.py
@@ -81,11 +87,25 @@ LONG_SEMI = $(BIN)/python experiments/semi_supervised.py --dataset mnist --label
 	--iwae-labels 100 --epochs 100 --hidden 256 --latent-dim 50 --class-weight-ratio 0.1 \
 	--threads 1 --timing-images 0 --out experiments/results/long/semi \
 	--run-dir experiments/runs/semi_long
+# Issue 29: beyond M2 with 100 MNIST labels, 100 epochs per row, one thread; resumable (run it
+# again to continue: each row is rewritten every --epochs-per-call epochs, final or still training).
+LONG_BEYOND = $(BIN)/python experiments/semi_beyond_m2.py --dataset mnist --labels 100 \
+	--epochs 100 --class-weight-ratio 0.1 --threads 1 --quiet --epochs-per-call 1 \
+	--run-dir experiments/runs/semi_beyond_long
 experiments-long: setup
 	$(LONG_IWAE) --methods vae --ks 1
 	$(LONG_IWAE) --methods iwae --ks 5,50
 	# M2, IW-M2 and supervised-only with 100 MNIST labels, 100 epochs (issue 17)
 	$(LONG_SEMI)
+	# issue 29: ADGM and SDGM (Maaløe et al. 2016 sizes: a and z 100, two hidden layers of 500)
+	$(LONG_BEYOND) --methods adgm,sdgm --hidden 500,500 --latent-dim 100 --aux-dim 100 \
+		--lr 3e-4 --out experiments/results/long/semi_adgm
+	# IW-M2 with K = 5 beside M2, both at the M2 long run's budget (hidden 256, latent 50)
+	$(LONG_BEYOND) --methods m2,iw-m2 --particles 5 --hidden 256 --latent-dim 50 \
+		--out experiments/results/long/semi_iw5
+	# M1+M2 (Kingma et al. 2014: z1 50, z2 50, hidden 500), M1 100 epochs on every image first
+	$(LONG_BEYOND) --methods m1m2 --hidden 500 --latent-dim 50 --m1-latent-dim 50 \
+		--out experiments/results/long/semi_m1m2
 	# VampPrior (500 pseudo-inputs, KL warm-up) against the standard normal prior, 100 epochs
 	$(BIN)/python experiments/priors.py --rows "normal VAE,vamp VAE" --epochs 100 \
 		--pseudo-inputs 500 --warmup-epochs 20 --eval-images 1000 --threads 1 \

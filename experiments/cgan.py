@@ -345,13 +345,15 @@ def write_markdown(result: dict, path: Path) -> None:
         f"other jobs (1-minute load average {tr['cvae']['load_before'][0]:.2f} -> "
         f"{tr['cvae']['load_after'][0]:.2f} while the CVAE trained, "
         f"{tr['gan']['load_before'][0]:.2f} -> {tr['gan']['load_after'][0]:.2f} while the GAN "
-        "did)" + (
+        "did)"
+        + (
             ": CPU time is what each model actually ran, so the sharing does not change the "
             "budgets' fairness, only how long they took. "
             if b.get("clock", "wall") == "cpu"
             else ", so a step took longer than on an idle machine and the two budgets bought "
             "slightly different shares of the CPU. "
-        ) + "Written by `experiments/cgan.py`"
+        )
+        + "Written by `experiments/cgan.py`"
         + (
             " (the trained models were reused from an earlier run with the same settings)."
             if any(t.get("reused") for t in tr.values())

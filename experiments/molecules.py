@@ -257,10 +257,12 @@ def _verdict(models: dict) -> str:
     gap = c - v
     strength = ("strong" if c >= 0.5 else "moderate" if c >= 0.3 else "weak" if c >= 0.1
                 else "no")  # fmt: skip
-    return (f"Spearman correlation between requested and achieved logP: CVAE {c:.3f}, "
-            f"unconditional VAE {v:.3f} (chance; it receives no request), a gap of {gap:.3f}; "
-            f"{strength} control by the CVAE at this budget. Mean absolute error: CVAE "
-            f"{cvae['logp_mae']:.3f}, VAE {vae['logp_mae']:.3f}.")
+    return (
+        f"Spearman correlation between requested and achieved logP: CVAE {c:.3f}, "
+        f"unconditional VAE {v:.3f} (chance; it receives no request), a gap of {gap:.3f}; "
+        f"{strength} control by the CVAE at this budget. Mean absolute error: CVAE "
+        f"{cvae['logp_mae']:.3f}, VAE {vae['logp_mae']:.3f}."
+    )
 
 
 if __name__ == "__main__":

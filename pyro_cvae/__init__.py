@@ -31,8 +31,11 @@ from .evaluate import (
 )
 from .infer import OBJECTIVES, NonFiniteLossError, make_objective
 from .models import (
+    ADGM,
     CVAE,
     M2,
+    SDGM,
+    AuxiliaryConfig,
     HierarchicalCVAE,
     MissingCapabilityError,
     ModelConfig,
@@ -49,12 +52,15 @@ from .train import (
     SemiSupervisedFamily,
     TrainConfig,
     fit,
+    fit_m1m2,
     fit_semisupervised,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ADGM",
+    "AuxiliaryConfig",
     "CVAE",
     "CheckpointError",
     "Dataset",
@@ -69,6 +75,7 @@ __all__ = [
     "PRIORS",
     "PyroModel",
     "RunFolderError",
+    "SDGM",
     "SemiSupervisedConfig",
     "SemiSupervisedFamily",
     "Split",
@@ -80,6 +87,7 @@ __all__ = [
     "elbo_per_image",
     "evaluate",
     "fit",
+    "fit_m1m2",
     "fit_semisupervised",
     "generative_classify",
     "importance_log_likelihood",

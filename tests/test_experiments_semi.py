@@ -72,3 +72,61 @@ def test_tiny_run_writes_every_result(tmp_path):
 def test_deadline_in_the_past_is_refused(tmp_path):
     with pytest.raises(ValueError, match="has passed"):
         _load()._deadline("00:00")
+
+
+# ------------------------------------------------------------------ semi_beyond_m2.py (issue 29)
+
+BEYOND = SCRIPT.parent / "semi_beyond_m2.py"
+
+
+def _load_beyond():
+    spec = importlib.util.spec_from_file_location("semi_beyond_m2_experiment", BEYOND)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_beyond_m2_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _load_beyond().main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--methods", "--particles", "--aux-dim", "--m1-latent-dim", "--tiny",
+                 "--render-only", "--max-minutes"):  # fmt: skip
+        assert flag in text
+
+
+def test_beyond_m2_tiny_run_rows_budget_and_resume(tmp_path):
+    out, runs = tmp_path / "res", tmp_path / "runs"
+    common = ["--tiny", "--quiet", "--out", str(out), "--run-dir", str(runs)]
+    results = _load_beyond().main(common)
+    for name in ("semi_beyond_m2.md", "semi_beyond_m2.json", "semi_beyond_m2_error.png"):
+        assert (out / name).stat().st_size > 0, name
+    saved = json.loads((out / "semi_beyond_m2.json").read_text())
+    assert saved == results and saved["budget"]["max_epochs"] == 2
+    methods = [r["method"] for r in saved["rows"]]
+    assert methods == ["M2", "IW-M2 (K=2)", "M1+M2", "ADGM", "SDGM"]
+    for r in saved["rows"]:
+        assert r["epochs"] == 2 and r["final"] and len(r["curve"]) == 2
+        assert 0 <= r["test_error"] <= 100
+    table = (out / "semi_beyond_m2.md").read_text()
+    assert "| ADGM | 2 |" in table and "final" in table and "400 training images" in table
+    (out / "semi_beyond_m2.md").unlink()
+    again = _load_beyond().main(["--render-only", "--out", str(out)])
+    assert again["rows"] == saved["rows"] and (out / "semi_beyond_m2.md").read_text() == table
+    # a larger budget continues every row from its checkpoint; a stop leaves rows unfinished
+    partial = _load_beyond().main(common + ["--epochs", "3", "--methods", "adgm,m1m2",
+                                            "--max-minutes", "0"])  # fmt: skip
+    assert partial["rows"] == []  # stopped before the first call: nothing trained
+    more = _load_beyond().main(common + ["--epochs", "3", "--methods", "adgm,m1m2"])
+    by_method = {r["method"]: r for r in more["rows"]}
+    old = {r["method"]: r for r in saved["rows"]}
+    for name in ("ADGM", "M1+M2"):
+        assert by_method[name]["epochs"] == 3 and by_method[name]["final"]
+        assert by_method[name]["curve"][:2] == old[name]["curve"]
+
+
+def test_beyond_m2_refuses_an_unknown_method(capsys):
+    with pytest.raises(SystemExit):
+        _load_beyond().main(["--methods", "m3"])
+    assert "unknown method(s) ['m3']" in capsys.readouterr().err

@@ -1,10 +1,11 @@
 """Layer 3, inference: the objectives by name, the SVI step, KL weighting as an effect handler,
-per-image bounds, and the semi-supervised objective of M2.
+per-image bounds, and the semi-supervised objectives of M2 and of ADGM / SDGM.
 
 Imports layers 0 to 2.
 """
 
 from .anneal import ScaleLatentsMessenger, scale_latents
+from .auxiliary import AuxiliaryObjective, auxiliary_elbo, auxiliary_log_px, auxiliary_log_weights
 from .bounds import condition_of, elbo_per_image, log_weights
 from .objectives import (
     IMPORTANCE_WEIGHTED,
@@ -27,6 +28,7 @@ from .semisupervised import (
 from .svi import ModuleSVI, NonFiniteLossError, ObjectiveModule, make_adam
 
 __all__ = [
+    "AuxiliaryObjective",
     "DReGELBO",
     "IMPORTANCE_WEIGHTED",
     "ImportanceWeightedELBO",
@@ -38,6 +40,9 @@ __all__ = [
     "ScaleLatentsMessenger",
     "SemiSupervisedObjective",
     "accuracy",
+    "auxiliary_elbo",
+    "auxiliary_log_px",
+    "auxiliary_log_weights",
     "condition_of",
     "elbo_per_image",
     "enum_objective",

@@ -27,6 +27,7 @@ from ..checkpoint import (
     resolve_checkpoint,
 )
 from ..nn.nets import unknown_net_message
+from .adgm import ADGM, SDGM, AuxiliaryConfig, AuxiliaryDGM
 from .classifier import ClassifierConfig, LabelClassifier
 from .config import LIKELIHOODS, NETS, ModelConfig
 from .contract import MissingCapabilityError, PyroModel, config_dict
@@ -51,6 +52,9 @@ from .quadrants import (
 
 __all__ = [
     "BUILDERS",
+    "ADGM",
+    "AuxiliaryConfig",
+    "AuxiliaryDGM",
     "BaselineNet",
     "CVAE",
     "ClassifierConfig",
@@ -75,6 +79,7 @@ __all__ = [
     "QUADRANTS_GIVEN",
     "QuadrantCVAE",
     "QuadrantConfig",
+    "SDGM",
     "build_model",
     "kind_of",
     "load",
@@ -97,6 +102,8 @@ MODEL_CLASSES: dict[str, type[PyroModule]] = {
         CVAE,
         HierarchicalCVAE,
         M2,
+        ADGM,
+        SDGM,
         QuadrantCVAE,
         BaselineNet,
         LabelClassifier,

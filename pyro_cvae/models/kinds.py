@@ -4,7 +4,7 @@ The trainer, the evaluator, the pictures and the command line never ask ``isinst
 model or count the dimensions of its data; they ask :func:`kind_of`. A :class:`ModelKind` says
 
 * ``family``: the training family's name (``"conditional"``, ``"semi-supervised"``,
-  ``"completion"``, ``"classifier"``); :mod:`pyro_cvae.train.families` maps it to a class;
+  ``"auxiliary"`` (ADGM, SDGM), ``"completion"``, ``"classifier"``); :mod:`pyro_cvae.train.families` maps it to a class;
 * ``output``: how its samples are presented: ``"images"``, ``"rows"`` (vectors and table rows,
   written as CSV or Parquet), ``"smiles"`` (molecules), ``"completions"``, ``"labels"``, or
   ``None`` (a model that cannot sample);
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from .adgm import AuxiliaryDGM
 from .classifier import LabelClassifier
 from .config import ModelConfig
 from .cvae import CVAE
@@ -37,7 +38,7 @@ __all__ = ["ModelKind", "KINDS", "BUILDERS", "PYRO_MODEL", "kind_of", "register_
            "FAMILY_NAMES"]  # fmt: skip
 
 #: the training families a kind may name (classes in pyro_cvae.train.families)
-FAMILY_NAMES = ("conditional", "semi-supervised", "completion", "classifier")
+FAMILY_NAMES = ("conditional", "semi-supervised", "auxiliary", "completion", "classifier")
 
 
 def _const(value):
@@ -87,6 +88,12 @@ KINDS: dict[type, ModelKind] = {
     M2: ModelKind(
         "m2",
         "semi-supervised",
+        _const("images"),
+        _const(("samples", "reconstructions", "latent", "curves", "analogies")),
+    ),  # fmt: skip
+    AuxiliaryDGM: ModelKind(
+        "adgm",
+        "auxiliary",
         _const("images"),
         _const(("samples", "reconstructions", "latent", "curves", "analogies")),
     ),  # fmt: skip

@@ -7,6 +7,7 @@ Imports layers 0 to 3. Nothing else in the package runs a training step.
 from .classifier import train_classifier
 from .config import SemiSupervisedConfig, TrainConfig, config_from_dict
 from .families import (
+    AuxiliaryFamily,
     ClassifierFamily,
     CompletionFamily,
     ConditionalFamily,
@@ -17,17 +18,21 @@ from .families import (
     labelled_mask,
 )
 from .loop import History, fit, kl_weight
+from .m1m2 import M1M2, M1M2Result, fit_m1m2, m1_features
 from .quadrants import train_quadrants
 from .run_folder import READER_OUTPUTS, RUN_FILES, CheckpointWriteError, RunFolderError, output_path
 from .semisupervised import fit_semisupervised
 
 __all__ = [
+    "AuxiliaryFamily",
     "CheckpointWriteError",
     "ClassifierFamily",
     "CompletionFamily",
     "ConditionalFamily",
     "Family",
     "History",
+    "M1M2",
+    "M1M2Result",
     "READER_OUTPUTS",
     "RUN_FILES",
     "RunFolderError",
@@ -38,9 +43,11 @@ __all__ = [
     "config_from_dict",
     "family_for",
     "fit",
+    "fit_m1m2",
     "fit_semisupervised",
     "kl_weight",
     "labelled_mask",
+    "m1_features",
     "output_path",
     "train_classifier",
     "train_quadrants",

@@ -22,6 +22,7 @@ import torch
 
 from ..checkpoint import CheckpointError
 from ..data import Dataset, binarize_draw, check_labels, partial_labels
+from ..infer.auxiliary import AuxiliaryObjective
 from ..infer.bounds import elbo_per_image
 from ..infer.lean import lean_objective
 from ..infer.objectives import make_objective
@@ -34,6 +35,7 @@ __all__ = [
     "Family",
     "ConditionalFamily",
     "SemiSupervisedFamily",
+    "AuxiliaryFamily",
     "CompletionFamily",
     "ClassifierFamily",
     "FAMILIES",
@@ -208,6 +210,7 @@ class SemiSupervisedFamily(Family):
     """
 
     config_class = SemiSupervisedConfig
+    auxiliary = False  # the models it trains: M2 (False) or ADGM / SDGM (AuxiliaryFamily)
 
     def __init__(self, labelled: torch.Tensor | None = None):
         self.labelled = labelled
@@ -219,10 +222,16 @@ class SemiSupervisedFamily(Family):
         return model, None  # SemiSupervisedObjective reads the whole module
 
     def check(self, model, data: Dataset, config: SemiSupervisedConfig) -> None:
-        if kind_of(model).family != "semi-supervised":
+        family = kind_of(model).family
+        if family not in ("semi-supervised", "auxiliary"):
             raise ValueError(
                 f"semi-supervised training trains the M2 model, got {type(model).__name__}; a "
                 "fully supervised CVAE cannot use unlabelled images: build pyro_cvae.M2"
+            )
+        if (family == "auxiliary") != self.auxiliary:
+            raise ValueError(
+                f"{type(self).__name__} does not train {type(model).__name__}: ADGM and SDGM train "
+                "with AuxiliaryFamily, M2 with SemiSupervisedFamily (family_for picks it)"
             )
         super().check(model, data, config)
         self.mask = labelled_mask(data, config, self.labelled)
@@ -301,10 +310,21 @@ class SemiSupervisedFamily(Family):
         )
 
 
+class AuxiliaryFamily(SemiSupervisedFamily):
+    """ADGM and SDGM on partially labelled data (:mod:`pyro_cvae.infer.auxiliary`): the batches,
+    metrics and resume checks of :class:`SemiSupervisedFamily`, with their own objective."""
+
+    auxiliary = True
+
+    def objective(self, config: SemiSupervisedConfig, lean: bool = False):
+        return AuxiliaryObjective(config.objective, config.particles, lean=lean)
+
+
 #: family name (a model kind's ``family``, :func:`pyro_cvae.models.kind_of`) -> family class
 FAMILIES: dict[str, type[Family]] = {
     "conditional": ConditionalFamily,
     "semi-supervised": SemiSupervisedFamily,
+    "auxiliary": AuxiliaryFamily,
     "completion": CompletionFamily,
     "classifier": ClassifierFamily,
 }
@@ -312,8 +332,8 @@ FAMILIES: dict[str, type[Family]] = {
 
 def family_for(model) -> Family:
     """The default family of a model, as its kind names it (:func:`pyro_cvae.models.kind_of`):
-    semi-supervised for M2, completion for the quadrant models, classification for a label
-    classifier, conditional for the CVAEs and for any other Pyro model."""
+    semi-supervised for M2 (auxiliary for ADGM and SDGM), completion for the quadrant models,
+    classification for a label classifier, conditional for the CVAEs and any other Pyro model."""
     return FAMILIES[kind_of(model).family]()
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import torch
 
 from ..data import Dataset
-from ..models import M2
+from ..models import M2, kind_of
 from .config import SemiSupervisedConfig
-from .families import SemiSupervisedFamily
+from .families import FAMILIES
 from .loop import History, fit
 
 __all__ = ["fit_semisupervised"]
@@ -24,9 +24,10 @@ def fit_semisupervised(
     out: str | Path | None = None,
     **kwargs,
 ) -> History:
-    """Train an :class:`~pyro_cvae.M2` on partially labelled ``data.train``.
+    """Train an :class:`~pyro_cvae.M2` (or an ADGM / SDGM) on partially labelled ``data.train``.
 
-    The same as ``fit(model, data, config, family=SemiSupervisedFamily(labelled))``: checkpoints,
+    The same as ``fit(model, data, config, family=SemiSupervisedFamily(labelled))``
+    (``AuxiliaryFamily`` for ADGM and SDGM): checkpoints,
     resume, Ctrl-C, non-finite guards and multi-process training as for every model. An epoch is
     one pass over the unlabelled images (``batch_size`` per step); every step also takes
     ``labelled_batch_size`` labelled images, cycling through them in a seeded order. The labels of
@@ -44,4 +45,5 @@ def fit_semisupervised(
         the :class:`~pyro_cvae.History`: per epoch ``train_loss`` (the objective per image,
         nats), ``val_accuracy`` and ``test_accuracy`` of q(y | x), ``seconds``.
     """
-    return fit(model, data, config, family=SemiSupervisedFamily(labelled), out=out, **kwargs)
+    family = FAMILIES[kind_of(model).family]  # M2's, or ADGM's and SDGM's (auxiliary)
+    return fit(model, data, config, family=family(labelled), out=out, **kwargs)

@@ -1,0 +1,60 @@
+"""Tests of M1+M2 (pyro_cvae.train.m1m2): M2 on the features of a VAE."""
+
+import pytest
+import torch
+
+import pyro_cvae
+from pyro_cvae.infer.semisupervised import accuracy
+from pyro_cvae.train import M1M2, SemiSupervisedConfig, TrainConfig, fit_m1m2, m1_features
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _fit(data, out=None, resume=False, m2_epochs=2):
+    return fit_m1m2(
+        data, TrainConfig(epochs=2, lr=3e-3),
+        SemiSupervisedConfig(epochs=m2_epochs, lr=3e-3, num_labels=50, labelled_batch_size=20),
+        m1_latent_dim=6, m2_latent_dim=3, hidden_dims=(16,), out=out, resume=resume,
+        progress=False,
+    )  # fmt: skip
+
+
+def test_the_stacked_classifier_reads_z1_from_the_m1_encoder(digits_small):
+    data = digits_small.subset(300, 60)
+    result = _fit(data)
+    model = result.model
+    assert isinstance(model, M1M2) and model.m2.config.image_shape == (6,)
+    assert model.m2.config.likelihood == "gaussian" and model.m2.config.learn_x_scale
+    test = data.eval_split("test")
+    loc, _ = model.m1.encode(test.x)
+    assert torch.equal(model.classify(test.x), model.m2.classify(loc))
+    assert torch.allclose(model.class_probs(test.x).sum(-1), torch.ones(60))
+    # the accuracy M2's training reports is that of the stacked classifier on the images
+    assert result.m2_history.last["test_accuracy"] == accuracy(model, test)
+    # M1 saw every training image, M2 its features: one per image, labels kept
+    assert result.features.train.x.shape == (300, 6)
+    assert torch.equal(result.features.train.y, data.train.y)
+    assert torch.equal(result.features.test.x, loc)
+
+
+def test_features_are_seeded_draws_of_q(digits_small):
+    m1 = pyro_cvae.CVAE(image_shape=(1, 8, 8), num_classes=0, latent_dim=4, hidden_dims=(16,))
+    data = digits_small.subset(200, 20)
+    a, b, c = m1_features(m1, data, 0), m1_features(m1, data, 0), m1_features(m1, data, 1)
+    assert torch.equal(a.train.x, b.train.x) and not torch.equal(a.train.x, c.train.x)
+    loc, scale = m1.encode(pyro_cvae.data.eval_binarize(data.train.x))
+    noise = (a.train.x - loc) / scale  # the draw's standard normal noise
+    assert noise.abs().max() > 0.5 and abs(noise.mean().item()) < 0.2
+    assert abs(noise.std().item() - 1) < 0.1
+
+
+def test_resume_continues_both_stages(digits_small, tmp_path):
+    data = digits_small.subset(300, 60)
+    straight = _fit(data, tmp_path / "a", m2_epochs=3)
+    _fit(data, tmp_path / "b", m2_epochs=2)
+    resumed = _fit(data, tmp_path / "b", resume=True, m2_epochs=3)
+    assert resumed.m1_history.column("train_loss") == straight.m1_history.column("train_loss")
+    assert resumed.m2_history.column("train_loss") == straight.m2_history.column("train_loss")
+    for k, v in straight.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+    assert type(pyro_cvae.load(tmp_path / "b" / "m2")) is pyro_cvae.M2
