@@ -223,7 +223,9 @@ def sample_quality(
 
 
 @torch.no_grad()
-def label_diversity(model, data: Dataset, num_samples: int = 50) -> dict:
+def label_diversity(
+    model, data: Dataset, num_samples: int = 50, *, classifier: nn.Module | None = None
+) -> dict:
     """Within-label diversity of a label model's samples beside that of the real test images.
 
     Draws ``num_samples`` images per label (the decoder's means, ``model.sample``) and takes the
@@ -232,8 +234,15 @@ def label_diversity(model, data: Dataset, num_samples: int = 50) -> dict:
     whose latent is unused draws near-identical images per label: its figure falls far below the
     real images'.
 
+    Args:
+        model: a label-conditioned model of images.
+        data: its data set; the judge is :func:`pyro_cvae.train.train_classifier` of it (cached).
+        num_samples: images per label (fewer if a label has fewer test images).
+        classifier: a judge to use instead.
+
     Returns:
-        ``diversity`` (generated), ``real_diversity`` (test images), ``num_samples`` per label.
+        ``diversity`` (generated), ``real_diversity`` (test images), ``diversity_samples`` (the
+        images per label).
     """
     num_classes = model.config.num_classes
     if not num_classes or not data.is_image:
@@ -248,7 +257,7 @@ def label_diversity(model, data: Dataset, num_samples: int = 50) -> dict:
     model.eval()
     generated = model.sample(list(range(num_classes)), n).cpu()  # (C, n, C, H, W)
     real = torch.stack([test.x[test.y == c][:n] for c in range(num_classes)]).cpu()
-    clf = train_classifier(data)
+    clf = classifier if classifier is not None else train_classifier(data)
     if next(clf.parameters()).device.type != "cpu":
         clf = copy.deepcopy(clf).cpu()
     labels = torch.arange(num_classes).repeat_interleave(n)
