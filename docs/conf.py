@@ -52,6 +52,8 @@ nb_execution_timeout = 180  # seconds per cell
 nb_execution_raise_on_error = True
 nb_execution_show_tb = True
 nb_merge_streams = True
+# progress bars and library warnings go to stderr; the pages show results, not those
+nb_output_stderr = "remove"
 
 autodoc_member_order = "bysource"
 autodoc_default_options = {"members": True, "show-inheritance": False}
