@@ -32,7 +32,16 @@ def write_figures(model, data: Dataset, folder: str | Path, rows=None) -> list[P
         return _latent_and_curves(model, data, folder, rows, figures)
     test = data.eval_split("test").to(model.device)
     y = test.y if model.config.cond_width else None
-    if model.config.num_classes:
+    if model.config.num_classes and _label_free_prior(model):
+        # one prior draw per column, decoded with every label: a row varies the style, a
+        # column keeps it (p(z) does not depend on the label, so each column is a model sample)
+        labels = torch.arange(model.config.num_classes, device=model.device)
+        c = model.condition(labels, len(labels))  # (M, c)
+        z = model.sample_latents(c[:1], (10, 1))  # (10, 1, D)
+        grid = model.decode_c(z, c).transpose(0, 1)  # (M, 10, C, H, W)
+        plots.samples_grid(grid, data.class_names, path=folder / "samples.png",
+                           title="samples: one row per label, one latent per column")  # fmt: skip
+    elif model.config.num_classes:
         labels = torch.arange(model.config.num_classes, device=model.device)
         plots.samples_grid(model.sample(labels, 10), data.class_names, path=folder / "samples.png")
     elif model.config.condition_dim:  # vector conditions: those of the first test images
@@ -66,6 +75,12 @@ def write_figures(model, data: Dataset, folder: str | Path, rows=None) -> list[P
                          title="test image | re-generated with every label")  # fmt: skip
         written.append(folder / "analogies.png")
     return written
+
+
+def _label_free_prior(model) -> bool:
+    """Whether p(z | y) = p(z), so one latent can be decoded with every label (the standard
+    normal prior of a one-layer CVAE)."""
+    return model.config.prior == "normal" and not getattr(model.config, "latent_dims", ())
 
 
 def _latent_and_curves(model, data: Dataset, folder: Path, rows, figures) -> list[Path]:

@@ -11,11 +11,12 @@ from pyro_cvae.evaluate import (
     feature_moments,
     frechet_distance,
     gaussian_frechet,
+    label_diversity,
     sample_quality,
     sharpness,
     within_label_diversity,
 )
-from pyro_cvae.models import LabelClassifier
+from pyro_cvae.models import CVAE, LabelClassifier, ModelConfig
 
 
 def _random_cov(d, seed):
@@ -132,3 +133,21 @@ def test_sample_quality_of_real_images(digits):
     assert q["midtone_fraction"] == sharpness(grid)["midtone_fraction"]
     with pytest.raises(ValueError, match="at least 2 images per label"):
         sample_quality(grid[:, :1], digits, classifier=clf)
+
+
+def test_label_diversity_is_zero_for_an_unused_latent_and_exact_for_real_images(digits):
+    """A model whose latent is always 0 draws one image per label: diversity exactly 0; the real
+    figure is the within-label diversity of the first n test images of each label."""
+    torch.manual_seed(0)
+    clf = LabelClassifier(image_shape=(1, 8, 8), num_classes=10).eval()
+    model = CVAE(ModelConfig.for_data(digits))
+    model.sample_latents = lambda c, shape, temperature=1.0: torch.zeros(*shape, 8)
+    d = label_diversity(model, digits, num_samples=5, classifier=clf)
+    assert d["diversity"] == 0.0 and d["diversity_samples"] == 5
+    real = torch.cat([digits.test.x[digits.test.y == c][:5] for c in range(10)])
+    labels = torch.arange(10).repeat_interleave(5)
+    expected = within_label_diversity(classifier_features(clf, real), labels).mean().item()
+    assert d["real_diversity"] == pytest.approx(expected)
+    vae = CVAE(ModelConfig.for_data(digits, unconditional=True))
+    with pytest.raises(ValueError, match="label-conditioned"):
+        label_diversity(vae, digits, classifier=clf)

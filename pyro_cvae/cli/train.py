@@ -15,7 +15,7 @@ import pyro
 
 from ..checkpoint import CheckpointError, load_latest_good
 from ..data import default_binarize, is_molecule_data, load_dataset, save_schema, save_table
-from ..evaluate import condition_ignored, evaluate, semisupervised_metrics
+from ..evaluate import condition_ignored, evaluate, label_diversity, semisupervised_metrics
 from ..figures import write_figures
 from ..infer.objectives import OBJECTIVES
 from ..models import (
@@ -321,10 +321,16 @@ def run(args) -> int:
         else:
             metrics = evaluate(model, data, num_samples=args.eval_samples,
                                progress=not args.quiet)  # fmt: skip
+            if model_cfg.num_classes and data.is_image:  # does the latent carry style?
+                metrics.update(label_diversity(model, data))
         metrics["train_seconds"] = sum(r["seconds"] for r in history.rows)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         print("test metrics:" if semi else "test metrics (nats per image):")
         print_metrics(metrics)
+        if "diversity" in metrics:
+            print(f"within-label diversity (judge features, {metrics['diversity_samples']} per "
+                  f"label): samples {metrics['diversity']:.2f}, real test images "
+                  f"{metrics['real_diversity']:.2f}")  # fmt: skip
         ignored = None if semi else condition_ignored(metrics, model_cfg.num_classes)
         if ignored:
             print(f"warning: {ignored}; train longer (more --epochs) or warm the KL weight up "

@@ -32,7 +32,8 @@ from .control import JUDGE_KEY, classifier_accuracy
 
 __all__ = [
     "MIDTONE_RANGE", "classifier_features", "feature_moments", "frechet_distance",
-    "gaussian_frechet", "sample_quality", "sharpness", "within_label_diversity",
+    "gaussian_frechet", "label_diversity", "sample_quality", "sharpness",
+    "within_label_diversity",
 ]  # fmt: skip
 
 #: a pixel strictly inside this range counts as a mid-tone (neither ink nor background)
@@ -219,3 +220,51 @@ def sample_quality(
         JUDGE_KEY: classifier_accuracy(clf, data.test),
         "num_images": int(flat.shape[0]),
     }
+
+
+@torch.no_grad()
+def label_diversity(
+    model, data: Dataset, num_samples: int = 50, *, classifier: nn.Module | None = None
+) -> dict:
+    """Within-label diversity of a label model's samples beside that of the real test images.
+
+    Draws ``num_samples`` images per label (the decoder's means, ``model.sample``) and takes the
+    first ``num_samples`` test images of each label, and measures both with
+    :func:`within_label_diversity` in the judge's features (:func:`classifier_features`). A model
+    whose latent is unused draws near-identical images per label: its figure falls far below the
+    real images'.
+
+    Args:
+        model: a label-conditioned model of images.
+        data: its data set; the judge is :func:`pyro_cvae.train.train_classifier` of it (cached).
+        num_samples: images per label (fewer if a label has fewer test images).
+        classifier: a judge to use instead.
+
+    Returns:
+        ``diversity`` (generated), ``real_diversity`` (test images), ``diversity_samples`` (the
+        images per label).
+    """
+    num_classes = model.config.num_classes
+    if not num_classes or not data.is_image:
+        raise ValueError("label_diversity needs a label-conditioned model of images")
+    test = data.test
+    counts = torch.bincount(test.y, minlength=num_classes)
+    n = min(num_samples, int(counts.min()))
+    if n < 2:
+        raise ValueError(
+            f"label_diversity needs 2 test images of every label; the rarest has {int(counts.min())}"
+        )
+    model.eval()
+    generated = model.sample(list(range(num_classes)), n).cpu()  # (C, n, C, H, W)
+    real = torch.stack([test.x[test.y == c][:n] for c in range(num_classes)]).cpu()
+    clf = classifier if classifier is not None else train_classifier(data)
+    if next(clf.parameters()).device.type != "cpu":
+        clf = copy.deepcopy(clf).cpu()
+    labels = torch.arange(num_classes).repeat_interleave(n)
+    div = {
+        key: within_label_diversity(classifier_features(clf, images.flatten(0, 1)), labels)
+        .mean()
+        .item()
+        for key, images in (("diversity", generated), ("real_diversity", real))
+    }
+    return {**div, "diversity_samples": n}

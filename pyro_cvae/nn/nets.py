@@ -238,10 +238,10 @@ def register_net(name: str, encoder: type[nn.Module], decoder: type[nn.Module], 
     :data:`ACTIVATIONS`; ``dropout=p`` and ``batch_norm=True`` are passed as keywords only when
     the config sets them. Their forward methods:
 
-    * ``encoder(x, c) -> (loc, scale)``: x (..., B, *data_shape), c (B, cond_width) or ``None``;
-      loc and scale (..., B, latent_dim), scale > 0;
+    * ``encoder(x, c) -> (loc, scale)``: x ``(..., B, *data_shape)``, c ``(B, cond_width)`` or
+      ``None``; loc and scale ``(..., B, latent_dim)``, scale > 0;
     * ``decoder(z, c) -> params``: z (..., B, latent_dim); the likelihood's parameters, e.g.
-      logits of shape (..., B, *data_shape) for ``"bernoulli"``.
+      logits of shape ``(..., B, *data_shape)`` for ``"bernoulli"``.
 
     Leading dimensions (particles, enumerated labels) must be broadcast, not assumed away:
     :func:`broadcast_cat` concatenates z and c that way.
