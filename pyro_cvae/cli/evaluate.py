@@ -63,12 +63,12 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     model = load_run_model(args)
+    out = output_path(args.run, "evaluation.json", args.out)  # refused before any work
     data = load_run_data(args.run, args.data_dir)
     metrics = evaluate(model, data, num_samples=args.num_samples, split=args.split,
                        classify_samples=args.classify_samples, progress=not args.quiet,
                        num_images=args.num_images, max_floats=args.max_floats)  # fmt: skip
     metrics["checkpoint"] = model.loaded_from
-    out = output_path(args.run, "evaluation.json", args.out)
     out.write_text(json.dumps(metrics, indent=2))
     print(f"{args.split} metrics (nats per image), K={args.num_samples}:")
     print_metrics(metrics)

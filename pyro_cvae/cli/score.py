@@ -73,6 +73,7 @@ def run(args) -> int:
     if isinstance(model, MoleculeCVAE):  # -log p(x | c) per molecule, c its own properties
         return score_molecules(args, model)
     cfg = model.config
+    out = output_path(args.run, "scores.csv", args.out)  # refused before any work
     if args.images_npz:
         x, y = images_from_npz(args.images_npz, model)
         binarize = run_binarizes(args.run) if args.binarize is None else args.binarize
@@ -93,7 +94,6 @@ def run(args) -> int:
         raise ValueError("this model is unconditional; drop --given-label")
     scores = anomaly_scores(model, x, y if use_y else None, args.num_samples,
                             binarize=binarize, progress=not args.quiet)  # fmt: skip
-    out = output_path(args.run, "scores.csv", args.out)
     label_col = [int(v) for v in y] if y is not None and y.dim() == 1 else [""] * len(scores)
     with open(out, "w", newline="") as f:
         w = csv.writer(f)

@@ -238,6 +238,28 @@ def _check_flags(args) -> None:
         )
 
 
+def _recorded_data(args) -> None:
+    """``--resume`` without ``--data`` or ``--dataset``: the data the run in ``--out`` recorded,
+    with its loading options (flags given on the command line still win, and a changed one is
+    refused by the resume)."""
+    cfg = Path(args.out or "") / "config.json"
+    if args.out is None or not cfg.is_file():
+        return
+    spec = json.loads(cfg.read_text()).get("data", {})
+    if "path" in spec:
+        args.data = spec["path"]
+        if args.image_size is None:
+            args.image_size = spec.get("image_size")
+        if args.condition is None and spec.get("condition"):
+            args.condition = tuple(spec["condition"])
+    elif spec.get("name"):
+        args.dataset = spec["name"]
+    if args.train_size is None:
+        args.train_size = spec.get("train_size")
+    if args.binarize is None:
+        args.binarize = spec.get("binarize")
+
+
 def run(args) -> int:
     _check_flags(args)
     semi = _semi_supervised(args)
@@ -245,6 +267,8 @@ def run(args) -> int:
         raise ValueError(
             "give either --dataset (a built-in set) or --data PATH (your own), not both"
         )
+    if args.resume and not (args.data or args.dataset):
+        _recorded_data(args)
     if not args.data and (args.image_size or args.condition):
         raise ValueError("--image-size and --condition describe your own data; add --data PATH")
     source = args.data or args.dataset or "digits"
