@@ -18,6 +18,7 @@ from ._common import (
     images_from_npz,
     load_run_model,
     positive_int,
+    unit,
 )
 from ._molecules import score_molecules
 
@@ -102,9 +103,9 @@ def run(args) -> int:
             w.writerow([i, lab, f"{s:.6f}"])
     png = out.with_suffix(".png")
     what = "-log p(x|y)" if use_y else "-log p(x)"
-    plots.score_histogram({"images": scores}, xlabel=f"{what} (nats), K={args.num_samples}",
+    plots.score_histogram({f"{unit(model)}s": scores}, xlabel=f"{what} (nats), K={args.num_samples}",
                           path=png)  # fmt: skip
-    print(f"{len(scores)} images: mean {what} = {scores.mean().item():.3f} nats "
+    print(f"{len(scores)} {unit(model)}s: mean {what} = {scores.mean().item():.3f} nats "
           f"(min {scores.min().item():.3f}, max {scores.max().item():.3f})")  # fmt: skip
     print(f"wrote {out} and {png}")
     return 0

@@ -31,7 +31,7 @@ from ..models import (
 from ..nn.nets import ACTIVATIONS
 from ..nn.priors import PRIORS
 from ..train import SemiSupervisedConfig, SemiSupervisedFamily, TrainConfig, fit
-from ._common import add_data_args, int_list, key_value, positive_int, print_metrics
+from ._common import add_data_args, int_list, key_value, positive_int, print_metrics, unit
 from ._molecules import train_molecules
 
 __all__ = ["add_parser", "run"]
@@ -90,7 +90,8 @@ def add_parser(sub) -> None:
         "--hidden",
         type=int_list,
         default=None,
-        help="hidden layer widths, comma-separated (default 256,256 / 400)",
+        help="hidden layer widths, comma-separated (default: 400 for 28x28 images, else "
+        "256,256)",
     )
     t.add_argument("--net", default="mlp", choices=list(NETS), help="network family (default mlp)")
     t.add_argument(
@@ -134,7 +135,7 @@ def add_parser(sub) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="option of the prior, repeatable: e.g. components=10, per_class=true, "
-        "pseudo_inputs=500, layers=4 (see pyro_cvae.priors)",
+        "pseudo_inputs=500, layers=4 (see pyro_cvae.nn.priors)",
     )
     t.add_argument(
         "--latent-dims",
@@ -180,7 +181,7 @@ def add_parser(sub) -> None:
         "--eval-samples",
         type=int,
         default=1000,
-        help="K for the test log-likelihood after training (0: skip evaluation)",
+        help="K for the test log-likelihood after training (default 1000; 0: skip evaluation)",
     )
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.add_argument(
@@ -192,7 +193,7 @@ def add_parser(sub) -> None:
         "--semi-supervised",
         action="store_true",
         help="train the M2 model of Kingma et al. (2014) on partial labels, the missing labels "
-        "enumerated (objective elbo or iwae); see pyro_cvae.semisupervised",
+        "enumerated (objective elbo or iwae); see pyro_cvae.infer.semisupervised",
     )
     t.add_argument(
         "--labels",
@@ -347,7 +348,7 @@ def run(args) -> int:
                                progress=not args.quiet)  # fmt: skip
         metrics["train_seconds"] = sum(r["seconds"] for r in history.rows)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        print("test metrics:" if semi else "test metrics (nats per image):")
+        print("test metrics:" if semi else f"test metrics (nats per {unit(model)}):")
         print_metrics(metrics)
         ignored = None if semi else condition_ignored(metrics, model_cfg.num_classes)
         if ignored:

@@ -262,6 +262,7 @@ def load_dataset(
                     condition=list(condition or []), split_seed=seed)  # fmt: skip
         schema, table = parts.get("schema"), parts.get("table")
         meta["fingerprint"] = _fingerprint(parts)
+        meta["class_names"] = list(parts["class_names"])  # `sample --label cat`
         name = Path(name).name
     splits = {k: parts[k] for k in ("train", "val", "test")}
     if binarize == "fixed":
@@ -354,6 +355,11 @@ def load_schema(folder: str | Path) -> AttributeSchema:
     name = json.loads(cfg.read_text()).get("data", {}).get("name") if cfg.exists() else None
     if name in SCHEMAS:
         return SCHEMAS[name]
+    if name is None:  # a model file on its own, out of its run folder
+        raise ValueError(
+            f"{folder} holds no {SCHEMA_FILE}, which names this model's conditions; copy the "
+            f"run's {SCHEMA_FILE} (and table.json for a table) beside the model file"
+        )
     raise ValueError(
         f"{folder} holds no {SCHEMA_FILE} and its data set {name!r} has no known attribute "
         "schema; train it with `pyro-cvae train --dataset colored-digits` (or "

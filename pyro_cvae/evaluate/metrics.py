@@ -34,9 +34,10 @@ def evaluate(
     num_images: int | None = None,
     max_floats: int = DEFAULT_MAX_FLOATS,
 ) -> dict:
-    """All test metrics of a model as a dict (nats per image unless stated).
+    """All test metrics of a model as a dict (nats per image, or per table row, unless stated).
 
-    Keys: ``elbo``, ``nll`` (importance-sampled, K = ``num_samples``), ``bits_per_dim``,
+    Keys: ``elbo``, ``nll`` (importance-sampled, K = ``num_samples``), ``bits_per_dim`` (not
+    for tables, whose rows mix densities and probabilities),
     ``kl``, ``active_units``, and for labelled models ``control_score``; with
     ``classify_samples > 0`` also the generative classifier's accuracy.
 
@@ -67,11 +68,15 @@ def evaluate(
         "num_samples": num_samples,
         "elbo": elbo.mean().item(),
         "nll": -ll.mean().item(),
-        "bits_per_dim": bits_per_dim(-ll.mean().item(), dims),
         "kl": kl,
         "active_units": n_active,
         "latent_dim": model.config.latent_dim,
     }
+    if data.table is None:  # a table row mixes densities and probabilities: no bit rate
+        out = {**{k: out[k] for k in ("split", "num_images", "num_samples", "elbo", "nll")},
+               "bits_per_dim": bits_per_dim(-ll.mean().item(), dims),
+               **{k: v for k, v in out.items() if k not in ("split", "num_images", "num_samples",
+                                                          "elbo", "nll")}}  # fmt: skip
     if control and model.config.num_classes:
         out.update(control_score(model, data))
     if classify_samples and model.config.num_classes:

@@ -56,7 +56,8 @@ RUN_FILES = (
 #: default names of what the commands that read a run write into it (numbered when taken:
 #: ``sample-2.png``); ``--overwrite`` removes these too, they belong to the previous run
 READER_OUTPUTS = (
-    "sample.png", "sample.csv", "reconstruction.png", "evaluation.json", "interpolation.png",
+    "sample.png", "sample.csv", "reconstruction.png", "reconstruction.csv", "evaluation.json",
+    "interpolation.png",
     "transfer.png", "scores.csv", "scores.png",
 )  # fmt: skip
 
