@@ -431,3 +431,82 @@ def test_images_that_would_not_fit_in_memory_are_refused_before_loading(image_fo
     assert main(["train", "--data", str(image_folder), "--image-size", "100000", *TINY]) == 2
     err = capsys.readouterr().err
     assert "GiB of memory" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def table_run(tmp_path_factory):
+    """A tiny table run conditioned on a text column, and an .npz vector run with conditions."""
+    root = tmp_path_factory.mktemp("own")
+    _table().to_csv(root / "people.csv", index=False)
+    assert main(["train", "--data", str(root / "people.csv"), "--condition", "income",
+                 "--out", str(root / "table"), *TINY]) == 0  # fmt: skip
+    rng = np.random.default_rng(0)
+    np.savez(root / "c.npz", x=rng.normal(size=(30, 3)), conditions=rng.random((30, 2)))
+    assert main(["train", "--data", str(root / "c.npz"), "--out", str(root / "vec"), *TINY]) == 0
+    return root
+
+
+def _one_line_error(capsys, *words):
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    for w in words:
+        assert w in err, err
+    return err
+
+
+def test_reconstruct_on_rows_writes_a_csv(table_run):
+    """Item 7: each row beside its reconstruction, in the table's columns."""
+    for run, cols in (("table", ["age", "height", "smoker", "city"]), ("vec", ["x0", "x1", "x2"])):
+        assert main(["reconstruct", "--run", str(table_run / run), "-n", "3"]) == 0
+        rows = pd.read_csv(table_run / run / "reconstruction.csv")
+        assert list(rows.columns) == ["row", "which", *cols] and len(rows) == 6
+        assert rows["which"].tolist() == ["data", "reconstruction"] * 3
+
+
+def test_sample_messages_on_row_runs(table_run, tmp_path, capsys):
+    """Items 17, 18, 20, 23: an example for continuous conditions, a repeated key, a model file
+    out of its folder, --npz on rows."""
+    vec, table = str(table_run / "vec"), str(table_run / "table")
+    assert main(["sample", "--run", vec]) == 2
+    err = _one_line_error(capsys, "--condition c0=")
+    assert "--condition \n" not in err
+    assert main(["sample", "--run", table, "--condition", "income=high,income=low"]) == 2
+    _one_line_error(capsys, "'income' twice")
+    assert main(["sample", "--run", table, "--condition", "income=high", "--npz", "x.npz"]) == 2
+    _one_line_error(capsys, "drop --npz")
+    (tmp_path / "only").mkdir()
+    (tmp_path / "only" / "model.safetensors").write_bytes(
+        (table_run / "table" / "model.safetensors").read_bytes())
+    assert main(["sample", "--run", str(tmp_path / "only" / "model.safetensors"),
+                 "--condition", "income=high"]) == 2  # fmt: skip
+    _one_line_error(capsys, "table.json", "beside the model file")
+
+
+def test_table_likelihood_and_units(table_run, capsys):
+    """Items 16 and 26: --likelihood bernoulli on a table names the table likelihood; tables
+    are scored per row, without bits per dim."""
+    assert main(["train", "--data", str(table_run / "people.csv"), "--likelihood", "bernoulli",
+                 "--out", str(table_run / "bad"), *TINY]) == 2  # fmt: skip
+    _one_line_error(capsys, "likelihood 'table'")
+    assert not (table_run / "bad").exists()
+    run = str(table_run / "table")
+    assert main(["evaluate", "--run", run, "-k", "2", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "nats per row" in out and "bits_per_dim" not in out
+    assert main(["score", "--run", run, "-k", "2", "--quiet"]) == 0
+    assert " rows: mean" in capsys.readouterr().out
+
+
+def test_sample_label_takes_class_names(image_folder, tmp_path, capsys):
+    """Item 25: --label cat or 0; unknown ones listed; rows titled by name."""
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(image_folder), "--out", str(run), *TINY]) == 0
+    capsys.readouterr()
+    assert main(["sample", "--run", str(run), "--label", "dog", "--label", "0", "-n", "2",
+                 "--npz", str(tmp_path / "s")]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert f"wrote {tmp_path / 's.npz'}" in out  # item 23: the name numpy writes
+    with np.load(tmp_path / "s.npz") as f:
+        assert f["labels"].tolist() == [1, 1, 0, 0]
+    assert main(["sample", "--run", str(run), "--label", "cow"]) == 2
+    _one_line_error(capsys, "cat", "dog")
