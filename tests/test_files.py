@@ -192,7 +192,10 @@ def test_npz_images_with_labels_and_vectors_with_conditions(tmp_path):
     assert v.image_shape == (4,) and v.schema.names == ["c0", "c1"]
     # real vectors are standardised as table columns (issue 25, item 3): a learned scale each
     assert v.default_likelihood == "table" and v.table.names == ["x0", "x1", "x2", "x3"]
-    assert v.train.x.mean(0).abs().max() < 1e-5 and (v.train.x.std(0, unbiased=False) - 1).abs().max() < 1e-4
+    assert (
+        v.train.x.mean(0).abs().max() < 1e-5
+        and (v.train.x.std(0, unbiased=False) - 1).abs().max() < 1e-4
+    )
     assert 0 <= v.train.y.min() and v.train.y.max() <= 1  # encoded by the schema
 
 
@@ -476,7 +479,8 @@ def test_sample_messages_on_row_runs(table_run, tmp_path, capsys):
     _one_line_error(capsys, "drop --npz")
     (tmp_path / "only").mkdir()
     (tmp_path / "only" / "model.safetensors").write_bytes(
-        (table_run / "table" / "model.safetensors").read_bytes())
+        (table_run / "table" / "model.safetensors").read_bytes()
+    )
     assert main(["sample", "--run", str(tmp_path / "only" / "model.safetensors"),
                  "--condition", "income=high"]) == 2  # fmt: skip
     _one_line_error(capsys, "table.json", "beside the model file")

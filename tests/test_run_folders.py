@@ -293,7 +293,8 @@ def test_resume_on_other_data_is_refused_and_without_data_reuses_the_recorded(tm
             for i in range(5):
                 rng = np.random.default_rng(seed * 100 + i + (k == "dog") * 10)
                 Image.fromarray((rng.random((4, 4)) * 255).astype(np.uint8), "L").save(
-                    tmp_path / root / k / f"{i}.png")
+                    tmp_path / root / k / f"{i}.png"
+                )
     run = tmp_path / "run"
     tiny = ["--epochs", "1", "--batch-size", "4", "--latent-dim", "2", "--hidden", "4", "--quiet",
             "--eval-samples", "0", "--out", str(run)]  # fmt: skip

@@ -259,8 +259,12 @@ def pick(split, indices, what: str = "--images"):
 def class_names(folder: Path, num_classes: int) -> list[str]:
     """The class names a run recorded (its own data's sub-folders), else ``"0"``, ``"1"``, ..."""
     cfg = Path(folder) / "config.json"
-    names = json.loads(cfg.read_text()).get("data", {}).get("class_names") if cfg.is_file() else None
-    return list(names) if names and len(names) == num_classes else [str(i) for i in range(num_classes)]
+    names = (
+        json.loads(cfg.read_text()).get("data", {}).get("class_names") if cfg.is_file() else None
+    )
+    return (
+        list(names) if names and len(names) == num_classes else [str(i) for i in range(num_classes)]
+    )
 
 
 def resolve_labels(texts, names: list[str], flag: str = "--label") -> list[int]:

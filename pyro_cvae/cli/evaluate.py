@@ -32,8 +32,7 @@ def add_parser(sub) -> None:
         "-k",
         type=positive_int,
         default=1000,
-        help="K for the importance-sampled log-likelihood (default 1000; the IWAE paper "
-        "uses 5000)",
+        help="K for the importance-sampled log-likelihood (default 1000; the IWAE paper uses 5000)",
     )
     e.add_argument("--split", default="test", choices=["val", "test"], help="(test)")
     e.add_argument(

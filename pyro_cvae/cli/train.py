@@ -90,8 +90,7 @@ def add_parser(sub) -> None:
         "--hidden",
         type=int_list,
         default=None,
-        help="hidden layer widths, comma-separated (default: 400 for 28x28 images, else "
-        "256,256)",
+        help="hidden layer widths, comma-separated (default: 400 for 28x28 images, else 256,256)",
     )
     t.add_argument("--net", default="mlp", choices=list(NETS), help="network family (default mlp)")
     t.add_argument(

@@ -110,7 +110,7 @@ class Continuous:
             ) from None
         if not self.low <= v <= self.high:
             raise ValueError(
-                f"{self.name}={v:g} is outside the trained range [{self.low:.4g}, "
+                f"{self.name}={v} is outside the trained range [{self.low:.4g}, "
                 f"{self.high:.4g}]; "
                 "choose a value inside it"
             )

@@ -30,7 +30,15 @@ from PIL import Image, UnidentifiedImageError
 
 from .attributes import AttributeSchema, Categorical, Continuous
 from .core import Split
-from .tables import DataFileError, TableColumn, TableSchema, _plain, check_complete, check_rows, numeric_column
+from .tables import (
+    DataFileError,
+    TableColumn,
+    TableSchema,
+    _plain,
+    check_complete,
+    check_rows,
+    numeric_column,
+)
 
 __all__ = [
     "FILE_SOURCES",
@@ -441,9 +449,6 @@ def _vector_table(x: np.ndarray, train_rows: np.ndarray) -> TableSchema:
         for i in range(x.shape[1])
     ]  # fmt: skip
     return TableSchema(columns)
-
-
-
 
 
 def load_table(path: Path, *, image_size=None, condition=None, seed: int = 0) -> dict:

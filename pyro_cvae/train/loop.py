@@ -38,12 +38,12 @@ from .config import TrainConfig
 from .distributed import DataParallel
 from .families import Family, family_for
 from .run_folder import (
+    TENSORBOARD_DIR,
     prepare_out,
     report_nonfinite,
     rng_state,
     set_rng_state,
     start_of,
-    TENSORBOARD_DIR,
     verify_resumable,
     verify_same_data,
     write_checkpoint,
