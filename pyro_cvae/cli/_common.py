@@ -276,6 +276,12 @@ def resolve_labels(texts, names: list[str], flag: str = "--label") -> list[int]:
             out.append(names.index(t))
         elif t.lstrip("-").isdigit() and 0 <= int(t) < len(names):
             out.append(int(t))
+        elif t.lstrip("-").isdigit():
+            raise ValueError(
+                f"{flag} {t} is out of range: labels are 0..{len(names) - 1}"
+                + ("" if names == [str(i) for i in range(len(names))]
+                   else f" (or the class names {', '.join(names)})")
+            )  # fmt: skip
         else:
             shown = ", ".join(f"{i}={n}" if n != str(i) else n for i, n in enumerate(names))
             raise ValueError(
