@@ -16,6 +16,7 @@ The package is layered; each layer imports only those below it (``lint-imports``
 This module only re-exports the public API.
 """
 
+from .applications import sample_rows
 from .checkpoint import CheckpointError
 from .data import Dataset, Split, load_dataset, partial_labels
 from .evaluate import (
@@ -98,5 +99,6 @@ __all__ = [
     "make_objective",
     "partial_labels",
     "register_net",
+    "sample_rows",
     "save_safetensors",
 ]

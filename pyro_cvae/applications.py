@@ -327,6 +327,10 @@ def sample_rows(
         rows = pd.DataFrame(x.cpu().numpy(), columns=[f"x{i}" for i in range(x.shape[-1])])
     for name in reversed(list(given[0])):
         rows.insert(0, name, [g[name] for g in given for _ in range(num_samples)])
-    if table is not None:
-        rows = rows[[c for c in table.order if c in rows.columns]]
+    if table is not None:  # the table's order and the condition columns' own types
+        for name in given[0]:
+            if name in table.condition_types:
+                rows[name] = [table.typed(name, v) for v in rows[name]]
+        extra = [c for c in rows.columns if c not in table.order]  # "label" of a label model
+        rows = rows[extra + [c for c in table.order if c in rows.columns]]
     return rows

@@ -346,3 +346,12 @@ class TestAttributeModel:
         right, bad = scores(c, "right"), scores(wrong, "wrong")
         diff = bad - right
         assert diff.mean() > 4 * diff.std() / np.sqrt(n)  # about 10 standard errors over seeds
+
+
+def test_a_condition_giving_an_attribute_twice_is_refused():
+    """Issue 25, item 20: the last value does not silently win."""
+    schema = AttributeSchema([Categorical("shape", ["square", "hbar"]), Continuous("size", 0, 2)])
+    with pytest.raises(ValueError, match="gives 'shape' twice"):
+        schema.parse("shape=square,shape=hbar")
+    with pytest.raises(ValueError, match=r"give e\.g\. size=1$"):
+        schema.parse("shape=square,size=big")

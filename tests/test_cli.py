@@ -487,3 +487,27 @@ def test_train_warns_when_samples_ignore_the_label(tmp_path, capsys):
     assert "warning: the samples ignore the label: control score" in err
     assert "--epochs" in err and "--warmup-epochs" in err
     assert "judge_test_accuracy" in metrics and "classifier_test_accuracy" not in metrics
+
+
+def test_help_names_real_modules_and_defaults():
+    """Issue 25, item 22."""
+    import contextlib
+    import io
+
+    from pyro_cvae.cli import build_parser
+
+    def help_of(command):
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf), pytest.raises(SystemExit):
+            build_parser().parse_args([command, "--help"])
+        return " ".join(buf.getvalue().split())
+
+    train, evaluate = help_of("train"), help_of("evaluate")
+    assert "pyro_cvae.nn.priors" in train and "pyro_cvae.infer.semisupervised" in train
+    assert "see pyro_cvae.priors" not in train and "256,256 / 400" not in train
+    assert "(default 1000; 0: skip evaluation)" in train
+    assert "default 1000" in evaluate
+    import importlib
+
+    for module in ("pyro_cvae.nn.priors", "pyro_cvae.infer.semisupervised"):
+        importlib.import_module(module)

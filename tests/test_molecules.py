@@ -252,6 +252,18 @@ class TestCommands:
         if any(r["valid"] == "True" for r in rows):
             assert out.with_suffix(".png").exists()
 
+        # issue 25, item 9: score reads the lowercase smiles column that sample writes
+        assert "smiles" in rows[0] and "SMILES" not in rows[0]
+        (tmp_path / "lower.csv").write_text("smiles\nCCO\nc1ccccc1O\n")
+        assert main(["score", "--run", str(run), "--molecules", str(tmp_path / "lower.csv"),
+                     "-k", "2", "--out", str(tmp_path / "own.csv")]) == 0  # fmt: skip
+        # item 24: without a condition the properties used are said, in short numbers
+        capsys.readouterr()
+        assert main(["sample", "--run", str(run), "-n", "2", "--out", str(tmp_path / "m.csv")]) == 0
+        said = capsys.readouterr().out
+        assert "unconditional" not in said and "at the training median" in said
+        assert all(len(part.split("=")[1]) <= 6 for part in said.split(" (")[0].split(","))
+
         mine = tmp_path / "mine.csv"
         mine.write_text("SMILES\nCCO\nc1ccccc1O\n")
         assert main(["score", "--run", str(run), "--molecules", str(mine), "-k", "4"]) == 0

@@ -279,3 +279,13 @@ def test_modules_passed_to_cvae_train_and_sample_but_refuse_to_save(digits_small
         TypeError, match="encoder must be an nn.Module instance .built, not its class"
     ):
         pc.CVAE(cfg, encoder=TinyEncoder)
+
+
+def test_broadcast_cat_refuses_a_list_naming_the_call():
+    """Issue 25, item 27: a list is not passed through to fail inside Linear."""
+    from pyro_cvae.nn.nets import broadcast_cat
+
+    x, c = torch.zeros(2, 3), torch.ones(2, 1)
+    assert broadcast_cat(x, c).shape == (2, 4)
+    with pytest.raises(TypeError, match=r"broadcast_cat\(x, c\)"):
+        broadcast_cat([x, c])

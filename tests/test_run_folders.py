@@ -259,3 +259,84 @@ def test_cli_resume_with_fewer_epochs_exits_2(trained, tmp_path, capsys):
     argv[argv.index("--latent-dim") + 1] = "4"
     assert main(argv) == 2
     assert "latent_dim: 3 -> 4" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- issue 25
+
+
+def test_reading_commands_refuse_an_out_that_names_a_training_file(run, capsys):
+    """Item 1: --out naming a file training wrote is refused; nothing changes."""
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    r = str(run)
+    for argv in (["score", "--run", r, "-n", "3", "-k", "2", "--out", str(run / "metrics.csv")],
+                 ["evaluate", "--run", r, "-k", "2", "--num-images", "4", "--quiet", "--out",
+                  str(run / "metrics.json")],
+                 ["sample", "--run", r, "-n", "2", "--out", str(run / "samples.png")],
+                 ["reconstruct", "--run", r, "-n", "2", "--out", str(run / "curves.png")],
+                 ["sample", "--run", r, "-n", "2", "--out", str(run / "config.json")]):  # fmt: skip
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "is a file training wrote" in err and len(err.strip().splitlines()) == 1
+    after = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    assert after == before
+
+
+def test_resume_on_other_data_is_refused_and_without_data_reuses_the_recorded(tmp_path, capsys):
+    """Items 2 and 21: another folder of the same shape is a changed setting; --resume without
+    --data continues on the recorded data, not on digits."""
+    import numpy as np
+    from PIL import Image
+
+    for root, seed in (("a", 0), ("b", 1)):
+        for k in ("cat", "dog"):
+            (tmp_path / root / k).mkdir(parents=True)
+            for i in range(5):
+                rng = np.random.default_rng(seed * 100 + i + (k == "dog") * 10)
+                Image.fromarray((rng.random((4, 4)) * 255).astype(np.uint8), "L").save(
+                    tmp_path / root / k / f"{i}.png"
+                )
+    run = tmp_path / "run"
+    tiny = ["--epochs", "1", "--batch-size", "4", "--latent-dim", "2", "--hidden", "4", "--quiet",
+            "--eval-samples", "0", "--out", str(run)]  # fmt: skip
+    assert main(["train", "--data", str(tmp_path / "a"), *tiny]) == 0
+    config = (run / "config.json").read_text()
+    assert main(["train", "--data", str(tmp_path / "b"), "--resume", *tiny]) == 2
+    err = capsys.readouterr().err
+    assert "trained on other data" in err and "path:" in err and "fingerprint:" in err
+    assert len(err.strip().splitlines()) == 1 and (run / "config.json").read_text() == config
+    assert main(["train", "--data", str(tmp_path / "a"), "--image-size", "4", "--resume",
+                 *tiny]) == 2  # fmt: skip
+    assert "image_size: None -> 4" in capsys.readouterr().err
+    argv = ["train", "--resume", *tiny]
+    argv[argv.index("--epochs") + 1] = "2"
+    assert main(argv) == 0
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["data"]["path"] == str((tmp_path / "a").resolve()) and cfg["train"]["epochs"] == 2
+
+
+def test_overwrite_removes_the_old_tensorboard_events(run):
+    """Item 8."""
+    (run / "tensorboard").mkdir()
+    (run / "tensorboard" / "events.out.tfevents.1").write_text("old")
+    argv = ["train", "--out", str(run), "--overwrite", *TINY]
+    argv[argv.index("--epochs") + 1] = "1"
+    assert main(argv) == 0
+    assert not (run / "tensorboard").exists()
+
+
+def test_a_first_step_that_fails_leaves_no_run_and_the_retry_starts(small_data, tmp_path):
+    """Item 27: no config.json before the first checkpoint; the API's refusal in API words."""
+
+    class Boom(pc.CVAE):
+        def model(self, x, y=None):
+            raise RuntimeError("boom")
+
+    torch.manual_seed(0)
+    bad = Boom(image_shape=(1, 8, 8), num_classes=10, latent_dim=2, hidden_dims=(8,))
+    with pytest.raises(RuntimeError, match="boom"):
+        pc.fit(bad, small_data, epochs=1, batch_size=50, out=tmp_path, progress=False)
+    assert not (tmp_path / "config.json").exists()
+    pc.fit(_tiny(), small_data, epochs=1, batch_size=50, out=tmp_path, progress=False)
+    assert (tmp_path / "config.json").exists()
+    with pytest.raises(pc.RunFolderError, match=r"resume=True.*overwrite=True"):
+        pc.fit(_tiny(), small_data, epochs=1, batch_size=50, out=tmp_path, progress=False)

@@ -32,10 +32,13 @@ __all__ = [
     "load_run_model",
     "run_folder",
     "print_metrics",
+    "unit",
     "attribute_conditions",
     "need_conditions",
     "pick",
     "check_label",
+    "class_names",
+    "resolve_labels",
     "images_from_npz",
 ]
 
@@ -202,6 +205,11 @@ def run_folder(run: str) -> Path:
     return run_folder_of(run)
 
 
+def unit(model) -> str:
+    """What one data item of a model is called in messages: ``"image"`` or ``"row"``."""
+    return "image" if len(model.config.image_shape) == 3 else "row"
+
+
 def print_metrics(metrics: dict) -> None:
     for k, v in metrics.items():
         if isinstance(v, float):
@@ -229,7 +237,8 @@ def need_conditions(model, folder: Path, given, flag: str = "--condition") -> No
     if given:
         return
     schema = load_schema(folder)
-    example = ",".join(f"{a.name}={a.values[0]}" for a in schema.attributes if hasattr(a, "values"))
+    example = ",".join(f"{a.name}={a.values[0]}" if hasattr(a, "values") else
+                       f"{a.name}={a.default:.4g}" for a in schema.attributes)  # fmt: skip
     raise ValueError(
         f"this model is conditioned on attributes ({', '.join(schema.names)}); pass "
         f"{flag}, e.g. {flag} {example}"
@@ -245,6 +254,40 @@ def pick(split, indices, what: str = "--images"):
         )
     idx = torch.tensor(list(indices))
     return split.x[idx], split.y[idx]
+
+
+def class_names(folder: Path, num_classes: int) -> list[str]:
+    """The class names a run recorded (its own data's sub-folders), else ``"0"``, ``"1"``, ..."""
+    cfg = Path(folder) / "config.json"
+    names = (
+        json.loads(cfg.read_text()).get("data", {}).get("class_names") if cfg.is_file() else None
+    )
+    return (
+        list(names) if names and len(names) == num_classes else [str(i) for i in range(num_classes)]
+    )
+
+
+def resolve_labels(texts, names: list[str], flag: str = "--label") -> list[int]:
+    """Labels given as class names or indices -> indices, refusing unknown ones by listing all."""
+    out = []
+    for t in texts:
+        t = str(t).strip()
+        if t in names:
+            out.append(names.index(t))
+        elif t.lstrip("-").isdigit() and 0 <= int(t) < len(names):
+            out.append(int(t))
+        elif t.lstrip("-").isdigit():
+            raise ValueError(
+                f"{flag} {t} is out of range: labels are 0..{len(names) - 1}"
+                + ("" if names == [str(i) for i in range(len(names))]
+                   else f" (or the class names {', '.join(names)})")
+            )  # fmt: skip
+        else:
+            shown = ", ".join(f"{i}={n}" if n != str(i) else n for i, n in enumerate(names))
+            raise ValueError(
+                f"{flag} {t} is not a class of this model; give a class name or index: {shown}"
+            )
+    return out
 
 
 def check_label(model, label: int, flag: str) -> None:

@@ -88,7 +88,13 @@ def sample_molecules(args, model) -> int:
     for m, cond in enumerate(conditions or [{}]):
         mine = [r for r in rows if r["condition"] == m]
         ok = [r for r in mine if r["valid"]]
-        text = ",".join(f"{k}={v:.3g}" for k, v in cond.items()) or "unconditional"
+        if schema is None:
+            text = "unconditional"
+        else:  # what was asked for; properties not named took their defaults (the medians)
+            used = schema.complete(cond)
+            text = ",".join(f"{k}={v:.3g}" for k, v in used.items())
+            if len(cond) < len(used):
+                text += " (unnamed properties at the training median)"
         achieved = ", ".join(
             f"{k} {sum(r[k] for r in ok) / len(ok):.3f}" for k in names if ok
         )  # fmt: skip

@@ -12,6 +12,7 @@ from ._common import (
     load_run_model,
     positive_int,
     print_metrics,
+    unit,
 )
 
 __all__ = ["add_parser", "run"]
@@ -31,7 +32,7 @@ def add_parser(sub) -> None:
         "-k",
         type=positive_int,
         default=1000,
-        help="K for the importance-sampled log-likelihood (IWAE paper: 5000)",
+        help="K for the importance-sampled log-likelihood (default 1000; the IWAE paper uses 5000)",
     )
     e.add_argument("--split", default="test", choices=["val", "test"], help="(test)")
     e.add_argument(
@@ -63,14 +64,14 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     model = load_run_model(args)
+    out = output_path(args.run, "evaluation.json", args.out)  # refused before any work
     data = load_run_data(args.run, args.data_dir)
     metrics = evaluate(model, data, num_samples=args.num_samples, split=args.split,
                        classify_samples=args.classify_samples, progress=not args.quiet,
                        num_images=args.num_images, max_floats=args.max_floats)  # fmt: skip
     metrics["checkpoint"] = model.loaded_from
-    out = output_path(args.run, "evaluation.json", args.out)
     out.write_text(json.dumps(metrics, indent=2))
-    print(f"{args.split} metrics (nats per image), K={args.num_samples}:")
+    print(f"{args.split} metrics (nats per {unit(model)}), K={args.num_samples}:")
     print_metrics(metrics)
     print(f"wrote {out}")
     return 0

@@ -16,9 +16,11 @@ from ..train import output_path
 from ._common import (
     add_common_args,
     attribute_conditions,
+    class_names,
     load_run_model,
     need_conditions,
     positive_int,
+    resolve_labels,
     run_folder,
 )
 from ._molecules import sample_molecules
@@ -36,10 +38,10 @@ def add_parser(sub) -> None:
     s.add_argument("--run", required=True, help="run folder or checkpoint file")
     s.add_argument(
         "--label",
-        type=int,
         action="append",
         default=None,
-        help="label to generate (repeatable; default: every label, one row each)",
+        help="label to generate, a class name or index (repeatable; default: every label, one "
+        "row each)",
     )
     s.add_argument("-n", "--num", type=positive_int, default=10, help="images per label (10)")
     s.add_argument("--temperature", type=float, default=1.0, help="scale of the prior draw (1)")
@@ -65,7 +67,8 @@ def add_parser(sub) -> None:
     s.add_argument(
         "--npz",
         default=None,
-        help="also write an .npz with arrays images (N, C, H, W) and labels (N,)",
+        help="images: also write an .npz with arrays images (N, C, H, W) and labels (N,) "
+        "(.npz is added to a name without it)",
     )
 
 
@@ -82,19 +85,23 @@ def run(args) -> int:
     folder = run_folder(args.run)
     cfg = model.config
     if output == "rows":
+        if args.npz:
+            raise ValueError(
+                "--npz writes images; this model generates table rows or vectors, written as "
+                "CSV or Parquet with --out; drop --npz"
+            )
         return _sample_rows(args, model, folder)
+    if args.npz:
+        args.npz = _npz_name(args.run, args.npz)
     if args.condition or cfg.condition_dim:
         return _sample_conditions(args, model, folder)
     if cfg.num_classes:
-        labels = args.label if args.label is not None else list(range(cfg.num_classes))
-        bad = [v for v in labels if not 0 <= v < cfg.num_classes]
-        if bad:
-            raise ValueError(
-                f"--label {bad[0]} is out of range: labels are 0..{cfg.num_classes - 1}"
-            )
+        known = class_names(folder, cfg.num_classes)
+        labels = (resolve_labels(args.label, known) if args.label is not None
+                  else list(range(cfg.num_classes)))  # fmt: skip
         y = torch.tensor(labels)
         images = model.sample(y, args.num, mean=not args.draw, temperature=args.temperature)
-        names = [str(v) for v in labels]
+        names = [known[v] for v in labels]  # rows titled as in samples.png
     else:
         if args.label:
             raise ValueError("this model is unconditional; drop --label")
@@ -112,6 +119,13 @@ def run(args) -> int:
         np.savez(args.npz, images=flat, labels=lab)
         print(f"wrote {args.npz} (images {flat.shape}, labels {lab.shape})")
     return 0
+
+
+def _npz_name(run, npz: str) -> str:
+    """The file ``np.savez`` writes (it adds ``.npz``), refused when training wrote it."""
+    path = Path(npz if npz.endswith(".npz") else npz + ".npz")
+    output_path(run, path.name, path)  # refuses a file training wrote, or a missing folder
+    return str(path)
 
 
 def _sample_conditions(args, model, folder: Path) -> int:
@@ -140,6 +154,12 @@ def _sample_rows(args, model, folder: Path) -> int:
     """Rows of a table (or vectors), in the table's own columns and types, as CSV or Parquet."""
     cfg = model.config
     kwargs: dict = {"table": read_table(folder), "temperature": args.temperature}
+    if kwargs["table"] is None and cfg.likelihood == "table":
+        raise ValueError(
+            f"{folder} holds no table.json, which turns this table model's rows back into the "
+            "table's columns; copy the run's table.json (and attributes.json, for conditions) "
+            "beside the model file"
+        )
     if cfg.condition_dim:
         if args.label:
             raise ValueError("this model takes --condition, not --label; drop --label")
@@ -149,13 +169,9 @@ def _sample_rows(args, model, folder: Path) -> int:
     elif cfg.num_classes:
         if args.condition:
             raise ValueError("this model is conditioned on labels; use --label, not --condition")
-        labels = args.label if args.label is not None else list(range(cfg.num_classes))
-        bad = [v for v in labels if not 0 <= v < cfg.num_classes]
-        if bad:
-            raise ValueError(
-                f"--label {bad[0]} is out of range: labels are 0..{cfg.num_classes - 1}"
-            )
-        kwargs["labels"] = labels
+        known = class_names(folder, cfg.num_classes)
+        kwargs["labels"] = (resolve_labels(args.label, known) if args.label is not None
+                            else list(range(cfg.num_classes)))  # fmt: skip
     elif args.label or args.condition:
         raise ValueError("this model is unconditional; drop --label and --condition")
     rows = sample_rows(model, args.num, **kwargs)

@@ -18,6 +18,7 @@ from ._common import (
     images_from_npz,
     load_run_model,
     positive_int,
+    unit,
 )
 from ._molecules import score_molecules
 
@@ -73,6 +74,7 @@ def run(args) -> int:
     if kind_of(model).output(model) == "smiles":  # -log p(x | c) per molecule, c its properties
         return score_molecules(args, model)
     cfg = model.config
+    out = output_path(args.run, "scores.csv", args.out)  # refused before any work
     if args.images_npz:
         x, y = images_from_npz(args.images_npz, model)
         binarize = run_binarizes(args.run) if args.binarize is None else args.binarize
@@ -93,7 +95,6 @@ def run(args) -> int:
         raise ValueError("this model is unconditional; drop --given-label")
     scores = anomaly_scores(model, x, y if use_y else None, args.num_samples,
                             binarize=binarize, progress=not args.quiet)  # fmt: skip
-    out = output_path(args.run, "scores.csv", args.out)
     label_col = [int(v) for v in y] if y is not None and y.dim() == 1 else [""] * len(scores)
     with open(out, "w", newline="") as f:
         w = csv.writer(f)
@@ -102,9 +103,9 @@ def run(args) -> int:
             w.writerow([i, lab, f"{s:.6f}"])
     png = out.with_suffix(".png")
     what = "-log p(x|y)" if use_y else "-log p(x)"
-    plots.score_histogram({"images": scores}, xlabel=f"{what} (nats), K={args.num_samples}",
+    plots.score_histogram({f"{unit(model)}s": scores}, xlabel=f"{what} (nats), K={args.num_samples}",
                           path=png)  # fmt: skip
-    print(f"{len(scores)} images: mean {what} = {scores.mean().item():.3f} nats "
+    print(f"{len(scores)} {unit(model)}s: mean {what} = {scores.mean().item():.3f} nats "
           f"(min {scores.min().item():.3f}, max {scores.max().item():.3f})")  # fmt: skip
     print(f"wrote {out} and {png}")
     return 0

@@ -31,7 +31,7 @@ from ..models import (
 from ..nn.nets import ACTIVATIONS
 from ..nn.priors import PRIORS
 from ..train import SemiSupervisedConfig, SemiSupervisedFamily, TrainConfig, fit
-from ._common import add_data_args, int_list, key_value, positive_int, print_metrics
+from ._common import add_data_args, int_list, key_value, positive_int, print_metrics, unit
 from ._molecules import train_molecules
 
 __all__ = ["add_parser", "run"]
@@ -90,7 +90,7 @@ def add_parser(sub) -> None:
         "--hidden",
         type=int_list,
         default=None,
-        help="hidden layer widths, comma-separated (default 256,256 / 400)",
+        help="hidden layer widths, comma-separated (default: 400 for 28x28 images, else 256,256)",
     )
     t.add_argument("--net", default="mlp", choices=list(NETS), help="network family (default mlp)")
     t.add_argument(
@@ -134,7 +134,7 @@ def add_parser(sub) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="option of the prior, repeatable: e.g. components=10, per_class=true, "
-        "pseudo_inputs=500, layers=4 (see pyro_cvae.priors)",
+        "pseudo_inputs=500, layers=4 (see pyro_cvae.nn.priors)",
     )
     t.add_argument(
         "--latent-dims",
@@ -180,7 +180,7 @@ def add_parser(sub) -> None:
         "--eval-samples",
         type=int,
         default=1000,
-        help="K for the test log-likelihood after training (0: skip evaluation)",
+        help="K for the test log-likelihood after training (default 1000; 0: skip evaluation)",
     )
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.add_argument(
@@ -192,7 +192,7 @@ def add_parser(sub) -> None:
         "--semi-supervised",
         action="store_true",
         help="train the M2 model of Kingma et al. (2014) on partial labels, the missing labels "
-        "enumerated (objective elbo or iwae); see pyro_cvae.semisupervised",
+        "enumerated (objective elbo or iwae); see pyro_cvae.infer.semisupervised",
     )
     t.add_argument(
         "--labels",
@@ -238,6 +238,28 @@ def _check_flags(args) -> None:
         )
 
 
+def _recorded_data(args) -> None:
+    """``--resume`` without ``--data`` or ``--dataset``: the data the run in ``--out`` recorded,
+    with its loading options (flags given on the command line still win, and a changed one is
+    refused by the resume)."""
+    cfg = Path(args.out or "") / "config.json"
+    if args.out is None or not cfg.is_file():
+        return
+    spec = json.loads(cfg.read_text()).get("data", {})
+    if "path" in spec:
+        args.data = spec["path"]
+        if args.image_size is None:
+            args.image_size = spec.get("image_size")
+        if args.condition is None and spec.get("condition"):
+            args.condition = tuple(spec["condition"])
+    elif spec.get("name"):
+        args.dataset = spec["name"]
+    if args.train_size is None:
+        args.train_size = spec.get("train_size")
+    if args.binarize is None:
+        args.binarize = spec.get("binarize")
+
+
 def run(args) -> int:
     _check_flags(args)
     semi = _semi_supervised(args)
@@ -245,6 +267,8 @@ def run(args) -> int:
         raise ValueError(
             "give either --dataset (a built-in set) or --data PATH (your own), not both"
         )
+    if args.resume and not (args.data or args.dataset):
+        _recorded_data(args)
     if not args.data and (args.image_size or args.condition):
         raise ValueError("--image-size and --condition describe your own data; add --data PATH")
     source = args.data or args.dataset or "digits"
@@ -325,7 +349,7 @@ def run(args) -> int:
                 metrics.update(label_diversity(model, data))
         metrics["train_seconds"] = sum(r["seconds"] for r in history.rows)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        print("test metrics:" if semi else "test metrics (nats per image):")
+        print("test metrics:" if semi else f"test metrics (nats per {unit(model)}):")
         print_metrics(metrics)
         if "diversity" in metrics:
             print(f"within-label diversity (judge features, {metrics['diversity_samples']} per "

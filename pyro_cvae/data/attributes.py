@@ -106,11 +106,12 @@ class Continuous:
             v = float(text)
         except (TypeError, ValueError):
             raise ValueError(
-                f"{self.name}={text!r} is not a number; give e.g. {self.name}={self.default}"
+                f"{self.name}={text!r} is not a number; give e.g. {self.name}={self.default:.4g}"
             ) from None
         if not self.low <= v <= self.high:
             raise ValueError(
-                f"{self.name}={v} is outside the trained range [{self.low}, {self.high}]; "
+                f"{self.name}={v} is outside the trained range [{self.low:.4g}, "
+                f"{self.high:.4g}]; "
                 "choose a value inside it"
             )
         return v
@@ -222,6 +223,10 @@ class AttributeSchema:
                 raise ValueError(
                     f"cannot read {part!r} in condition {text!r}; write name=value pairs "
                     "separated by commas, e.g. digit=5,color=red"
+                )
+            if key.strip() in values:
+                raise ValueError(
+                    f"condition {text!r} gives {key.strip()!r} twice; give each attribute once"
                 )
             values[key.strip()] = value.strip()
         return self.complete(values)

@@ -18,6 +18,8 @@ cannot be used raises :class:`DataFileError` naming the file, row and column.
 
 from __future__ import annotations
 
+import os
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,7 +30,15 @@ from PIL import Image, UnidentifiedImageError
 
 from .attributes import AttributeSchema, Categorical, Continuous
 from .core import Split
-from .tables import DataFileError, TableSchema, check_complete, numeric_column
+from .tables import (
+    DataFileError,
+    TableColumn,
+    TableSchema,
+    _plain,
+    check_complete,
+    check_rows,
+    numeric_column,
+)
 
 __all__ = [
     "FILE_SOURCES",
@@ -71,6 +81,7 @@ def split_indices(n: int, strata: np.ndarray | None, seed: int, fractions=FRACTI
 
 
 def _splits(x: torch.Tensor, y: torch.Tensor, strata, seed: int) -> dict:
+    """The seeded (train, val, test) splits of ``x`` and ``y``."""
     parts = split_indices(x.shape[0], strata, seed)
     return {k: Split(x[i], y[i]) for k, i in zip(("train", "val", "test"), parts)}
 
@@ -91,30 +102,80 @@ def _open(path: Path) -> Image.Image:
     return img
 
 
+def _header(path: Path) -> tuple[str, tuple[int, int]]:
+    """Mode and size of an image, from its header only (nothing decoded)."""
+    try:
+        with Image.open(path) as img:
+            return img.mode, img.size
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise DataFileError(f"{path}: cannot read the image ({e}); replace or remove it") from None
+
+
+def available_memory() -> int:
+    """Bytes of memory available to this process (``MemAvailable``; all memory where unknown)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def check_memory(n: int, channels: int, height: int, width: int, image_size=None) -> None:
+    """Refuse to load ``n`` images that would not fit in the memory available.
+
+    The images are held as float32 twice while they are stacked into one tensor.
+    """
+    need = 2 * 4 * n * channels * height * width
+    have = available_memory()
+    if need > have:
+        size = f"--image-size {image_size}" if image_size is not None else f"{width}x{height}"
+        raise DataFileError(
+            f"{n} images at {size} ({channels} channel(s)) need about {_gib(need)} of memory to "
+            f"load, but {_gib(have)} are available; choose a smaller image_size (--image-size)"
+        )
+
+
 def read_images(paths: list[Path], image_size: int | None) -> torch.Tensor:
     """Images as (N, C, H, W) in [0, 1]: grey when all are grey (C = 1), else RGB (C = 3)."""
     if not paths:
         raise DataFileError("no images to read")
-    images = [_open(p) for p in paths]
-    grey = all(img.mode in _GREY_MODES for img in images)
+    headers = [_header(p) for p in paths]
+    grey = all(mode in _GREY_MODES for mode, _ in headers)
     if image_size is None:
         sizes = {}
-        for p, img in zip(paths, images):
-            sizes.setdefault(img.size, p)
+        for p, (_, size) in zip(paths, headers):
+            sizes.setdefault(size, p)
         if len(sizes) > 1:
             (s1, p1), (s2, p2) = list(sizes.items())[:2]
             raise DataFileError(
                 f"images have different sizes: {p1} is {s1[0]}x{s1[1]}, {p2} is {s2[0]}x{s2[1]}; "
                 "resize them all with image_size (--image-size N)"
             )
+    w, h = (image_size, image_size) if image_size is not None else headers[0][1]
+    check_memory(len(paths), 1 if grey else 3, h, w, image_size)
     out = []
-    for img in images:
-        img = img.convert("L" if grey else "RGB")
+    for p in paths:
+        img = _open(p).convert("L" if grey else "RGB")
         if image_size is not None and img.size != (image_size, image_size):
             img = img.resize((image_size, image_size), Image.BILINEAR)
         a = np.asarray(img, dtype=np.float32) / 255.0
         out.append(a[None] if grey else a.transpose(2, 0, 1))
-    return torch.from_numpy(np.stack(out))
+    try:
+        return torch.from_numpy(np.stack(out))
+    except MemoryError:
+        raise DataFileError(
+            f"{len(paths)} images at {w}x{h} do not fit in memory; choose a smaller image_size "
+            "(--image-size)"
+        ) from None
 
 
 def load_image_folder(path: Path, *, image_size=None, condition=None, seed: int = 0) -> dict:
@@ -125,11 +186,17 @@ def load_image_folder(path: Path, *, image_size=None, condition=None, seed: int 
             "(--condition) are for tables, drop them"
         )
     classes = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if len(classes) < 2:
-        raise DataFileError(
-            f"{path} needs one sub-folder of images per class (at least two), found "
-            f"{len(classes)}; or put an attribute CSV beside the images"
-        )
+    if len(classes) < 2:  # no classes: unlabelled images, for a plain VAE
+        found = _image_files(classes[0] if classes else path)
+        if not found:
+            raise DataFileError(
+                f"{path} holds no image ({', '.join(IMAGE_SUFFIXES)}): give one sub-folder of "
+                "images per class, a flat folder of images (unlabelled), or images with one "
+                "attribute CSV"
+            )
+        x = read_images(found, image_size)
+        y = torch.zeros(len(found), dtype=torch.int64)
+        return dict(**_splits(x, y, None, seed), class_names=(), source=str(path))
     files, labels = [], []
     for k, folder in enumerate(classes):
         found = _image_files(folder)
@@ -148,11 +215,12 @@ def load_image_folder(path: Path, *, image_size=None, condition=None, seed: int 
 
 def infer_attributes(frame: pd.DataFrame, source: str) -> AttributeSchema:
     """An attribute per column: text or two-valued columns categorical, numbers continuous."""
+    check_rows(frame, source)
     check_complete(frame, source)
     attrs = []
     for name in frame.columns:
         numbers = numeric_column(frame[name], source)
-        values = frame[name].unique().tolist()
+        values = [_plain(v) for v in frame[name].unique().tolist()]
         if numbers is None or len(values) <= 2:
             if len(values) < 2:
                 raise DataFileError(
@@ -187,6 +255,18 @@ def _read_table(path: Path) -> pd.DataFrame:
         raise DataFileError(f"{path}: cannot read the table ({e})") from None
 
 
+def _check_names(condition, source) -> list:
+    """The condition columns, each named once."""
+    condition = list(condition or ())
+    twice = sorted({c for c in condition if condition.count(c) > 1})
+    if twice:
+        raise DataFileError(
+            f"{source}: condition column(s) {twice} are given twice; name each once "
+            f"(--condition {','.join(dict.fromkeys(condition))})"
+        )
+    return condition
+
+
 def load_image_attributes(path: Path, *, image_size=None, condition=None, seed: int = 0) -> dict:
     """A folder of images and one CSV: file name, then one column per attribute."""
     tables = sorted(path.glob("*.csv"))
@@ -202,8 +282,10 @@ def load_image_attributes(path: Path, *, image_size=None, condition=None, seed: 
             f"{source}: expected the image file name, then one column per attribute; found "
             f"columns {list(frame.columns)}"
         )
+    check_rows(frame, source)
     name_col = frame.columns[0]
     attrs = frame.drop(columns=[name_col])
+    condition = _check_names(condition, source)
     if condition:
         unknown = [c for c in condition if c not in attrs.columns]
         if unknown:
@@ -211,8 +293,20 @@ def load_image_attributes(path: Path, *, image_size=None, condition=None, seed: 
                 f"{source} has no attribute column(s) {unknown}; it has {list(attrs.columns)}"
             )
         attrs = attrs[list(condition)]
-    files = []
+    files, seen = [], {}
     for row, name in enumerate(frame[name_col].tolist()):
+        if pd.isna(name) or not str(name).strip():
+            raise DataFileError(
+                f"{source}: row {row + 1}, column {name_col!r}: the image file name is empty; "
+                "fill it in or drop the row"
+            )
+        if str(name) in seen:
+            raise DataFileError(
+                f"{source}: rows {seen[str(name)] + 1} and {row + 1}, column {name_col!r}: image "
+                f"{str(name)!r} is listed twice (it could fall in both train and test); keep one "
+                "row per image"
+            )
+        seen[str(name)] = row
         p = path / str(name)
         if not p.is_file():
             raise DataFileError(
@@ -259,9 +353,14 @@ def load_npz(path: Path, *, image_size=None, condition=None, seed: int = 0) -> d
             f"{path}: image_size and condition columns do not apply to an .npz; store the "
             "arrays at the size and with the conditions you want"
         )
+    if not zipfile.is_zipfile(path):
+        raise DataFileError(
+            f"{path} is not a valid .npz (numpy's zip of arrays); write it with "
+            "numpy.savez(path, x=..., labels=...)"
+        )
     try:
         arrays = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
         raise DataFileError(f"{path}: cannot read the .npz ({e})") from None
     with arrays:
         kx = _first_key(arrays, ("x", "images", "data"), path, "data")
@@ -301,6 +400,15 @@ def load_npz(path: Path, *, image_size=None, condition=None, seed: int = 0) -> d
                 f"{path}: labels {ky!r} must be one class per row (N,), got shape {labels.shape}; "
                 "store vectors as 'conditions'"
             )
+        if np.issubdtype(labels.dtype, np.floating):
+            frac = np.flatnonzero(labels != np.round(labels))
+            if len(frac):
+                raise DataFileError(
+                    f"{path}: labels {ky!r} must be integer classes (or names), but row "
+                    f"{frac[0] + 1} holds {labels[frac[0]]!r}; round them, or store real values "
+                    "as 'conditions' (N, d)"
+                )
+            labels = labels.astype(np.int64)
         classes, y = np.unique(labels, return_inverse=True)
         if len(classes) < 2:
             raise DataFileError(f"{path}: labels {ky!r} hold one class only; drop them")
@@ -321,15 +429,38 @@ def load_npz(path: Path, *, image_size=None, condition=None, seed: int = 0) -> d
         y_t = _encode_conditions(frame, schema)
     else:
         y_t = torch.zeros(n, dtype=torch.int64)
-    return {**out, **_splits(torch.from_numpy(x), y_t, strata, seed)}
+    parts = split_indices(n, strata, seed)
+    x_t = torch.from_numpy(x)
+    if x.ndim == 2 and (x.min() < 0 or x.max() > 1):  # real vectors: standardised, as table columns
+        out["table"] = _vector_table(x, parts[0])
+        x_t = out["table"].encode(pd.DataFrame(x, columns=out["table"].names), str(path))
+    return {**out, **{k: Split(x_t[i], y_t[i]) for k, i in zip(("train", "val", "test"), parts)}}
+
+
+def _vector_table(x: np.ndarray, train_rows: np.ndarray) -> TableSchema:
+    """Real vectors (N, D) as D continuous columns ``x0, x1, ...``, standardised with the
+    training rows' mean and standard deviation (and clipped to their range when generated), so
+    the table likelihood learns one scale per column and samples come back in the data's units."""
+    fit = x[train_rows].astype(np.float64)
+    columns = [
+        TableColumn(f"x{i}", "continuous", (), float(fit[:, i].mean()),
+                    float(fit[:, i].std()) or 1.0, False, float(fit[:, i].min()),
+                    float(fit[:, i].max()))
+        for i in range(x.shape[1])
+    ]  # fmt: skip
+    return TableSchema(columns)
 
 
 def load_table(path: Path, *, image_size=None, condition=None, seed: int = 0) -> dict:
-    """A CSV or Parquet table: ``condition`` columns condition, the other columns are data."""
+    """A CSV or Parquet table: ``condition`` columns condition, the other columns are data.
+
+    The split comes first, so the standardisation of the data columns is the training rows'.
+    """
     if image_size is not None:
         raise DataFileError(f"{path} is a table; image_size (--image-size) is for images")
     frame = _read_table(path)
-    condition = list(condition or ())
+    check_rows(frame, str(path))
+    condition = _check_names(condition, path)
     unknown = [c for c in condition if c not in frame.columns]
     if unknown:
         raise DataFileError(
@@ -340,9 +471,7 @@ def load_table(path: Path, *, image_size=None, condition=None, seed: int = 0) ->
     if not data_cols:
         raise DataFileError(f"{path}: every column is a condition; leave at least one as data")
     check_complete(frame, str(path))
-    table = TableSchema.infer(frame[data_cols], str(path), order=[str(c) for c in frame.columns])
-    x = table.encode(frame, str(path))
-    out: dict = {"class_names": (), "source": str(path), "table": table}
+    out: dict = {"class_names": (), "source": str(path)}
     strata = None
     if condition:
         schema = infer_attributes(frame[condition], str(path))
@@ -351,7 +480,13 @@ def load_table(path: Path, *, image_size=None, condition=None, seed: int = 0) ->
         strata = _strata(frame[condition], schema)
     else:
         y = torch.zeros(len(frame), dtype=torch.int64)
-    return {**out, **_splits(x, y, strata, seed)}
+    parts = split_indices(len(frame), strata, seed)
+    types = {str(c): TableSchema.type_of(frame[c]) for c in condition}
+    table = TableSchema.infer(frame[data_cols], str(path), order=[str(c) for c in frame.columns],
+                              fit_rows=parts[0], condition_types=types)  # fmt: skip
+    x = table.encode(frame, str(path))
+    out["table"] = table
+    return {**out, **{k: Split(x[i], y[i]) for k, i in zip(("train", "val", "test"), parts)}}
 
 
 #: file source name -> loader(path, image_size=, condition=, seed=) returning the splits

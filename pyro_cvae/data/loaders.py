@@ -8,6 +8,7 @@ offline (or torchvision's raw folder, or a download); the coloured sets tint the
 from __future__ import annotations
 
 import gzip
+import hashlib
 import importlib.util
 import json
 import pickle
@@ -260,6 +261,8 @@ def load_dataset(
         meta.update(path=str(Path(name).resolve()), source=parts["kind"], image_size=image_size,
                     condition=list(condition or []), split_seed=seed)  # fmt: skip
         schema, table = parts.get("schema"), parts.get("table")
+        meta["fingerprint"] = _fingerprint(parts)
+        meta["class_names"] = list(parts["class_names"])  # `sample --label cat`
         name = Path(name).name
     splits = {k: parts[k] for k in ("train", "val", "test")}
     if binarize == "fixed":
@@ -283,6 +286,16 @@ def load_dataset(
         data = data.subset(train_size)
         data.meta["train_size"] = train_size
     return data
+
+
+def _fingerprint(parts: dict) -> str:
+    """A digest of the loaded splits: other contents (or options) give another one."""
+    h = hashlib.sha256()
+    for k in ("train", "val", "test"):
+        for t in (parts[k].x, parts[k].y):
+            h.update(str((k, tuple(t.shape), str(t.dtype))).encode())
+            h.update(t.contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def _run_data_spec(run: str | Path) -> tuple[Path, dict]:
@@ -342,6 +355,11 @@ def load_schema(folder: str | Path) -> AttributeSchema:
     name = json.loads(cfg.read_text()).get("data", {}).get("name") if cfg.exists() else None
     if name in SCHEMAS:
         return SCHEMAS[name]
+    if name is None:  # a model file on its own, out of its run folder
+        raise ValueError(
+            f"{folder} holds no {SCHEMA_FILE}, which names this model's conditions; copy the "
+            f"run's {SCHEMA_FILE} (and table.json for a table) beside the model file"
+        )
     raise ValueError(
         f"{folder} holds no {SCHEMA_FILE} and its data set {name!r} has no known attribute "
         "schema; train it with `pyro-cvae train --dataset colored-digits` (or "

@@ -107,18 +107,20 @@ def moses_file(split: str) -> Path:
 
 
 def read_smiles_csv(path: str | Path, column: str = "SMILES") -> list[str]:
-    """The ``column`` of a CSV file (gzipped or not), one SMILES per row, in file order."""
+    """The ``column`` of a CSV file (gzipped or not; the column name in any case), one SMILES
+    per row, in file order."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None)
-        if header is None or column not in header:
+        folded = [h.strip().lower() for h in header or []]
+        if column.lower() not in folded:  # `pyro-cvae sample` writes "smiles", MOSES "SMILES"
             raise ValueError(
                 f"{path} has no column {column!r} (its header is {header}); give a CSV whose "
-                f"first line names a {column!r} column"
+                f"first line names a {column!r} column (in any case)"
             )
-        i = header.index(column)
+        i = folded.index(column.lower())
         return [row[i].strip() if len(row) > i else "" for row in reader]
 
 

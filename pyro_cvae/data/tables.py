@@ -8,8 +8,11 @@ Each data column is declared once, by kind, and encoded into one block of the ro
 
 The kinds are inferred from a ``pandas.DataFrame`` (:meth:`TableSchema.infer`): text columns are
 categorical, numeric columns with exactly two distinct values binary, other numeric columns
-continuous (integer columns come back rounded). :meth:`TableSchema.decode` maps generated
-vectors back to a frame with the table's own columns and types. The schema is stored as
+continuous. The standardisation of a continuous column, and its range, are those of the
+training rows only. :meth:`TableSchema.decode` maps generated vectors back to a frame with the
+table's own columns and types: a continuous column clipped to the range of the training rows
+(``low``, ``high`` in ``table.json``; integer columns then rounded), so ages stay in the ages
+seen and counts stay non-negative. The schema is stored as
 ``table.json`` in a run folder; the model only needs its :attr:`~TableSchema.layout`
 (kind and width per column, ``ModelConfig.table_columns``).
 """
@@ -34,6 +37,8 @@ __all__ = [
     "save_table",
     "read_table",
     "numeric_column",
+    "check_rows",
+    "check_complete",
 ]
 
 TABLE_FILE = "table.json"
@@ -72,6 +77,15 @@ def numeric_column(series: pd.Series, source: str) -> pd.Series | None:
     return None if bad.any() else parsed
 
 
+def check_rows(frame: pd.DataFrame, source: str) -> None:
+    """Refuse a table with a header but no rows."""
+    if len(frame) == 0:
+        raise DataFileError(
+            f"{source} has no rows (only the header {', '.join(map(str, frame.columns))}); "
+            "add data rows below it"
+        )
+
+
 def check_complete(frame: pd.DataFrame, source: str) -> None:
     """Refuse a missing value, naming the file, the row (from 1, header excluded) and the column."""
     missing = frame.isna().to_numpy()
@@ -88,7 +102,9 @@ class TableColumn:
     """One data column: its kind, and what encoding and decoding it needs.
 
     ``values`` are the two values of a binary column (encoded 0, 1) or the categories of a
-    categorical one; ``mean`` and ``std`` standardise a continuous one, ``integer`` rounds it back.
+    categorical one; ``mean`` and ``std`` standardise a continuous one, ``integer`` rounds it back,
+    and generated values are clipped to ``[low, high]``, the range of the training rows (``None``:
+    not clipped; schemas written before the range was recorded).
     """
 
     name: str
@@ -97,6 +113,8 @@ class TableColumn:
     mean: float = 0.0
     std: float = 1.0
     integer: bool = False
+    low: float | None = None
+    high: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "values", tuple(self.values))
@@ -120,7 +138,10 @@ class TableColumn:
         return len(self.values) if self.kind == "categorical" else 1
 
     @classmethod
-    def infer(cls, series: pd.Series, source: str) -> TableColumn:
+    def infer(cls, series: pd.Series, source: str, fit_rows=None) -> TableColumn:
+        """The column's kind and encoding; the categories come from every row, the
+        standardisation and range of a continuous column from ``fit_rows`` only (the training
+        split's positions; default all rows), so no test row leaks into them."""
         name = str(series.name)
         numbers = numeric_column(series, source)
         if numbers is None or pd.api.types.is_bool_dtype(series):
@@ -136,11 +157,14 @@ class TableColumn:
             return cls(name, "binary", tuple(_plain(v) for v in values))
         if len(values) < 2:
             raise DataFileError(
-                f"{source}: column {name!r} holds one value only ({values[0]!r}); drop it"
+                f"{source}: column {name!r} holds one value only ({_plain(values[0])!r}); drop it"
             )
         x = numbers.to_numpy(dtype=np.float64)
+        if fit_rows is not None:
+            x = x[np.asarray(fit_rows)]
         integer = pd.api.types.is_integer_dtype(numbers)
-        return cls(name, "continuous", (), float(x.mean()), float(x.std()) or 1.0, integer)
+        return cls(name, "continuous", (), float(x.mean()), float(x.std()) or 1.0, integer,
+                   float(x.min()), float(x.max()))  # fmt: skip
 
     def encode(self, series: pd.Series, source: str) -> np.ndarray:
         """The column's block of the row vectors, (N, width)."""
@@ -170,6 +194,8 @@ class TableColumn:
         """The values of a block (N, width) of encoded (or generated) rows."""
         if self.kind == "continuous":
             v = block[:, 0].double() * self.std + self.mean
+            if self.low is not None and self.high is not None:
+                v = v.clamp(self.low, self.high)  # the range of the training rows
             return v.round().long().tolist() if self.integer else v.tolist()
         if self.kind == "binary":
             return [self.values[int(b > 0.5)] for b in block[:, 0]]
@@ -178,7 +204,7 @@ class TableColumn:
     def to_dict(self) -> dict:
         return {
             "name": self.name, "kind": self.kind, "values": list(self.values), "mean": self.mean,
-            "std": self.std, "integer": self.integer,
+            "std": self.std, "integer": self.integer, "low": self.low, "high": self.high,
         }  # fmt: skip
 
 
@@ -186,15 +212,40 @@ class TableSchema:
     """The data columns of a table, in order; a row is their encodings concatenated.
 
     ``order`` is the column order of the whole table (condition columns included), so generated
-    rows come back as the table was.
+    rows come back as the table was; ``condition_types`` the type of each condition column
+    (``"int"``, ``"float"``, ``"bool"`` or ``"str"``), so the values filled into them come back
+    as the table's own (:meth:`typed`).
     """
 
-    def __init__(self, columns, order=None):
+    def __init__(self, columns, order=None, condition_types=None):
         self.columns = tuple(columns)
         names = [c.name for c in self.columns]
         if not names or len(set(names)) != len(names):
             raise ValueError(f"a table schema needs columns with distinct names, got {names}")
         self.order = tuple(order) if order is not None else tuple(names)
+        self.condition_types = dict(condition_types or {})
+
+    @staticmethod
+    def type_of(series: pd.Series) -> str:
+        """``"bool"``, ``"int"``, ``"float"`` or ``"str"``: the type of a column's values."""
+        if pd.api.types.is_bool_dtype(series):
+            return "bool"
+        if pd.api.types.is_integer_dtype(series):
+            return "int"
+        if pd.api.types.is_float_dtype(series):
+            return "float"
+        return "str"
+
+    def typed(self, name: str, value):
+        """A condition value (parsed from text: ``"True"``, ``30.0``) as the table's type."""
+        kind = self.condition_types.get(name)
+        if kind == "bool":
+            return value if isinstance(value, bool) else str(value).strip() == "True"
+        if kind == "int":
+            return int(round(float(value)))
+        if kind == "float":
+            return float(value)
+        return value
 
     @property
     def names(self) -> list[str]:
@@ -214,10 +265,14 @@ class TableSchema:
         return isinstance(other, TableSchema) and self.to_dict() == other.to_dict()
 
     @classmethod
-    def infer(cls, frame: pd.DataFrame, source: str = "table", order=None) -> TableSchema:
-        """Kinds, categories and standardisation of every column of ``frame``."""
+    def infer(cls, frame: pd.DataFrame, source: str = "table", order=None, fit_rows=None,
+              condition_types=None) -> TableSchema:  # fmt: skip
+        """Kinds, categories and standardisation of every column of ``frame`` (standardisation
+        and ranges from the rows ``fit_rows`` only, see :meth:`TableColumn.infer`)."""
+        check_rows(frame, source)
         check_complete(frame, source)
-        return cls([TableColumn.infer(frame[c], source) for c in frame.columns], order)
+        return cls([TableColumn.infer(frame[c], source, fit_rows) for c in frame.columns], order,
+                   condition_types)  # fmt: skip
 
     def encode(self, frame: pd.DataFrame, source: str = "table") -> torch.Tensor:
         """Rows of ``frame`` -> (N, width) real vectors."""
@@ -247,11 +302,13 @@ class TableSchema:
             "format": "pyro_cvae.table",
             "columns": [c.to_dict() for c in self.columns],
             "order": list(self.order),
+            "condition_types": dict(self.condition_types),
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> TableSchema:
-        return cls([TableColumn(**c) for c in data["columns"]], data.get("order"))
+        return cls([TableColumn(**c) for c in data["columns"]], data.get("order"),
+                   data.get("condition_types"))  # fmt: skip
 
 
 def save_table(folder: str | Path, schema: TableSchema) -> Path:

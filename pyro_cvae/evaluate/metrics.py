@@ -42,12 +42,12 @@ def evaluate(
     num_images: int | None = None,
     max_floats: int = DEFAULT_MAX_FLOATS,
 ) -> dict:
-    """All test metrics of a model as a dict (nats per image unless stated).
+    """All test metrics of a model as a dict (nats per image, or per table row, unless stated).
 
-    Keys: ``elbo``, ``nll`` (importance-sampled, K = ``num_samples``), ``bits_per_dim``,
-    ``kl``, ``active_units`` (of the guide's first latent site, ``latent_dim`` its width), and
-    for label-conditioned models ``control_score``; with ``classify_samples > 0`` also the
-    generative classifier's accuracy.
+    Keys: ``elbo``, ``nll`` (importance-sampled, K = ``num_samples``), ``bits_per_dim`` (not
+    for tables, whose rows mix densities and probabilities), ``kl``, ``active_units`` (of the
+    guide's first latent site, ``latent_dim`` its width), and for label-conditioned models
+    ``control_score``; with ``classify_samples > 0`` also the generative classifier's accuracy.
 
     ``model`` is any model of the contract :class:`~pyro_cvae.models.contract.PyroModel`: the
     library's own, or a researcher's ``PyroModule`` with ``model(x, y)`` and ``guide(x, y)``.
@@ -82,11 +82,15 @@ def evaluate(
         "num_samples": num_samples,
         "elbo": elbo.mean().item(),
         "nll": -ll.mean().item(),
-        "bits_per_dim": bits_per_dim(-ll.mean().item(), dims),
         "kl": kl,
         "active_units": n_active,
         "latent_dim": variances.numel(),
     }
+    if data.table is None:  # a table row mixes densities and probabilities: no bit rate
+        out = {**{k: out[k] for k in ("split", "num_images", "num_samples", "elbo", "nll")},
+               "bits_per_dim": bits_per_dim(-ll.mean().item(), dims),
+               **{k: v for k, v in out.items() if k not in ("split", "num_images", "num_samples",
+                                                          "elbo", "nll")}}  # fmt: skip
     C = num_classes_of(model, data)
     can_sample = callable(getattr(model, "sample", None))
     if control and not (C and can_sample):

@@ -212,6 +212,13 @@ class ModelConfig(FrozenConfig):
         if "latent_dim" not in overrides:
             defaults["latent_dim"] = dims[0] if dims else (50 if big else 8)
         merged = {**defaults, **overrides}
+        mixed = data.table is not None and any(k != "continuous" for k, _ in data.table.layout)
+        if mixed and merged["likelihood"] != "table":
+            raise ValueError(
+                f"{data.name} is a table with binary or categorical columns: its rows are "
+                f"modelled by likelihood 'table' (Gaussian, Bernoulli or Categorical per column), "
+                f"not {merged['likelihood']!r}; drop likelihood (--likelihood) or pass 'table'"
+            )
         if merged["likelihood"] != "table" and "table_columns" not in overrides:
             merged["table_columns"] = ()  # a table modelled with another likelihood
         return cls(**merged)

@@ -18,6 +18,12 @@ def broadcast_cat(*tensors: torch.Tensor | None) -> torch.Tensor:
     ``None`` entries (no condition) are skipped. Shapes (K, B, D) and (B, c) give (K, B, D + c).
     """
     parts = [t for t in tensors if t is not None]
+    if not all(isinstance(t, torch.Tensor) for t in parts):
+        bad = next(t for t in parts if not isinstance(t, torch.Tensor))
+        raise TypeError(
+            f"broadcast_cat takes tensors as separate arguments, got a {type(bad).__name__}; "
+            "write broadcast_cat(x, c) (or broadcast_cat(*tensors) for a list)"
+        )
     if len(parts) == 1:
         return parts[0]
     lead = parts[0].shape[:-1]

@@ -39,12 +39,14 @@ from .config import TrainConfig
 from .distributed import DataParallel
 from .families import Family, family_for
 from .run_folder import (
+    TENSORBOARD_DIR,
     prepare_out,
     report_nonfinite,
     rng_state,
     set_rng_state,
     start_of,
     verify_resumable,
+    verify_same_data,
     write_checkpoint,
 )
 
@@ -191,6 +193,7 @@ def fit(
     model_fn, guide_fn = family.fns(model)
     optimizer = make_adam(model.parameters(), config.lr, config.adam_eps)
 
+    data_spec = {"name": data.name, "binarize": data.binarize, **data.meta}
     history = History()
     start_epoch, start_step, run_state = 0, 0, {"loss_sum": 0.0, "n_seen": 0}
     loaded = load_latest_good(out, map_location=device) if (resume and out is not None) else None
@@ -204,6 +207,7 @@ def fit(
                 stacklevel=2,
             )
         verify_resumable(path, ckpt, model, config)
+        verify_same_data(path, ckpt, data_spec)
         family.check_resume(path, ckpt)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -230,8 +234,13 @@ def fit(
         pyro.set_rng_seed(config.seed + 7919 * parallel.rank)
     svi = ModuleSVI(model_fn, guide_fn, optimizer, objective, model.parameters(), loss_fn)
 
-    data_spec = {"name": data.name, "binarize": data.binarize, **data.meta}
-    if out is not None and main:
+    written = {"config": False}
+
+    def write_config() -> None:
+        # with the first checkpoint, not before: a run whose first step fails leaves no
+        # config.json behind, so a retry into the same folder is not refused as another run
+        if out is None or not main or written["config"]:
+            return
         (out / "config.json").write_text(
             json.dumps(
                 {
@@ -244,6 +253,7 @@ def fit(
                 indent=2,
             )
         )
+        written["config"] = True
 
     board = _board(out, main, tensorboard)
     shard = parallel.shard() if parallel is not None else None
@@ -254,6 +264,7 @@ def fit(
     def checkpoint(epoch: int, step: int) -> None:
         if out is None:
             return
+        write_config()
         rng_ranks = parallel.gather(rng_state(device)) if parallel is not None else None
         if not main:
             return
@@ -383,4 +394,4 @@ def _board(out: Path | None, main: bool, enabled: bool):
         raise ValueError(
             "TensorBoard logging needs the tensorboard package: pip install tensorboard"
         ) from e
-    return SummaryWriter(str(out / "tensorboard"))
+    return SummaryWriter(str(out / TENSORBOARD_DIR))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import torch
@@ -28,6 +29,8 @@ __all__ = [
     "output_path",
     "write_checkpoint",
     "verify_resumable",
+    "verify_same_data",
+    "TENSORBOARD_DIR",
     "rng_state",
     "set_rng_state",
     "start_of",
@@ -53,9 +56,17 @@ RUN_FILES = (
 #: default names of what the commands that read a run write into it (numbered when taken:
 #: ``sample-2.png``); ``--overwrite`` removes these too, they belong to the previous run
 READER_OUTPUTS = (
-    "sample.png", "sample.csv", "reconstruction.png", "evaluation.json", "interpolation.png",
+    "sample.png", "sample.csv", "reconstruction.png", "reconstruction.csv", "evaluation.json",
+    "interpolation.png",
     "transfer.png", "scores.csv", "scores.png",
 )  # fmt: skip
+
+
+#: the folder of TensorBoard's event files in a run folder (``tensorboard=True``)
+TENSORBOARD_DIR = "tensorboard"
+
+#: what a run that failed before its first checkpoint may leave (not a run: a retry may start)
+_FAILED_START = ("nonfinite.json", TENSORBOARD_DIR)
 
 
 def _is_reader_output(name: str) -> bool:
@@ -87,22 +98,30 @@ def prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
         if _holds_run(out):
             what = f"{len(existing)} checkpoint(s)" if existing else "config.json / model.pt"
             raise RunFolderError(
-                f"{out} already holds a run ({what}); pass --resume to continue it, "
-                "--overwrite to replace it, or choose another --out"
+                f"{out} already holds a run ({what}); pass resume=True (--resume) to continue "
+                "it, overwrite=True (--overwrite) to replace it, or choose another out folder"
             )
-        others = sorted(p.name for p in out.iterdir())
+        others = sorted(p.name for p in out.iterdir() if p.name not in _FAILED_START)
         if others:
             shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
             raise RunFolderError(
                 f"{out} holds files but no run ({shown}); choose a new or empty folder, or pass "
                 "--overwrite to write the run into it (only the run's own files are replaced)"
             )
+    if out.is_dir() and not resume and not _holds_run(out):  # leftovers of a start that failed
+        for name in _FAILED_START:
+            if (out / name).is_dir():
+                shutil.rmtree(out / name)
+            else:
+                (out / name).unlink(missing_ok=True)
     if overwrite and not resume and out.is_dir():
         for p in existing:
             p.unlink()
         for p in out.iterdir():
             if p.is_file() and (p.name in RUN_FILES or _is_reader_output(p.name)):
                 p.unlink()
+        if (out / TENSORBOARD_DIR).is_dir():  # the old run's steps would mix with the new one's
+            shutil.rmtree(out / TENSORBOARD_DIR)
     if resume:
         (out / "nonfinite.json").unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -121,13 +140,15 @@ def _fresh(path: Path) -> Path:
 def output_path(run: str | Path, default_name: str, out: str | Path | None = None) -> Path:
     """Where a command that reads ``run`` writes its output.
 
-    ``out`` given: that file (replaced when it exists), or, when it is a folder (an existing
+    ``out`` given: that file (replaced when it exists, unless training wrote it:
+    :data:`RUN_FILES` and checkpoints of a run folder are refused), or, when it is a folder (an existing
     one, or a path ending in ``/``), ``default_name`` in it. No ``out``: ``default_name`` in
     the run folder. A default name that is taken is numbered (``sample-2.png``), so the training
     outputs (:data:`RUN_FILES`) and earlier outputs are never replaced.
 
     Raises:
         FileNotFoundError: the folder ``out`` names does not exist.
+        RunFolderError: ``out`` names a file training wrote.
     """
     if out is None:
         return _fresh(run_folder_of(run) / default_name)
@@ -145,7 +166,19 @@ def output_path(run: str | Path, default_name: str, out: str | Path | None = Non
         raise FileNotFoundError(
             f"cannot write {path}: the folder {path.parent} does not exist; create it first"
         )
+    if _is_training_output(path):
+        raise RunFolderError(
+            f"out {path} is a file training wrote into its run folder; choose another name "
+            f"(or leave out unset: {default_name} in the run folder, numbered when taken)"
+        )
     return path
+
+
+def _is_training_output(path: Path) -> bool:
+    """Whether ``path`` is one of the files training wrote into a run folder."""
+    name = path.name
+    ours = name in RUN_FILES or re.fullmatch(r"checkpoint_\d+\.pt", name) is not None
+    return ours and path.parent.is_dir() and _holds_run(path.parent)
 
 
 def write_checkpoint(out: Path, progress_id: int, payload: dict, keep: int) -> Path:
@@ -242,6 +275,25 @@ def verify_resumable(path, ckpt: dict, model, config) -> None:
         raise CheckpointError(
             f"epochs={config.epochs} is fewer than the {done} epochs {path.parent} has already "
             f"trained; pass epochs >= {done} to continue it (epochs={done} changes nothing)"
+        )
+
+
+def verify_same_data(path, ckpt: dict, data_spec: dict) -> None:
+    """Refuse to resume on other data: another data set or path, other contents (the
+    ``fingerprint`` of the user's data) or other loading options (``image_size``, condition
+    columns, split, binarisation), naming each with its old and new value.
+
+    Checkpoints that predate a recorded entry are not held to it.
+    """
+    saved = ckpt.get("data")
+    if not saved:
+        return
+    changed = _changes(saved, {k: v for k, v in data_spec.items() if k in saved})
+    if changed:
+        raise CheckpointError(
+            f"{path} was trained on other data ({'; '.join(changed)}); resume with the same "
+            "data and loading options (--data, --image-size, --condition, --binarize), or train "
+            "into a new out folder"
         )
 
 
