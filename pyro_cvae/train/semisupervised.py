@@ -9,7 +9,7 @@ import torch
 from ..data import Dataset
 from ..models import M2, kind_of
 from .config import SemiSupervisedConfig
-from .families import FAMILIES
+from .families import AuxiliaryFamily, SemiSupervisedFamily
 from .loop import History, fit
 
 __all__ = ["fit_semisupervised"]
@@ -45,5 +45,6 @@ def fit_semisupervised(
         the :class:`~pyro_cvae.History`: per epoch ``train_loss`` (the objective per image,
         nats), ``val_accuracy`` and ``test_accuracy`` of q(y | x), ``seconds``.
     """
-    family = FAMILIES[kind_of(model).family]  # M2's, or ADGM's and SDGM's (auxiliary)
+    # ADGM's and SDGM's family, else M2's (whose check refuses a model that is not an M2)
+    family = AuxiliaryFamily if kind_of(model).family == "auxiliary" else SemiSupervisedFamily
     return fit(model, data, config, family=family(labelled), out=out, **kwargs)
