@@ -133,3 +133,11 @@ def test_mixture_benchmark_refuses_a_count_below_one(flag, capsys, tmp_path):
         mixture.main([flag, "0", "--out", str(tmp_path / "m.md")])
     assert "--images and --steps must be >= 1" in capsys.readouterr().err
     assert not (tmp_path / "m.md").exists()
+
+
+def test_fit_ab_refuses_an_other_that_is_not_a_checkout(tmp_path, capsys):
+    from benchmarks import fit_ab
+
+    with pytest.raises(SystemExit):
+        fit_ab.main(["--other", str(tmp_path)])
+    assert "is not a pyro_cvae checkout" in capsys.readouterr().err
