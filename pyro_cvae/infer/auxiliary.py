@@ -40,11 +40,11 @@ import math
 
 import torch
 from pyro.infer import config_enumerate
-from torch.nn import functional as F
 
 from .._validate import num_particles as check_particles
 from ..models.adgm import AuxiliaryDGM
 from .objectives import enum_objective
+from .semisupervised import step_loss
 
 __all__ = ["AuxiliaryObjective", "auxiliary_elbo", "auxiliary_log_weights", "auxiliary_log_px"]
 
@@ -155,14 +155,7 @@ class AuxiliaryObjective:
 
     def differentiable_loss(self, model: AuxiliaryDGM, _guide, x_l, y_l, x_u, weights):
         """w_u * unlabelled + w_l * labelled + w_c * sum of -log q(y | a, x), a ~ q(a | x)."""
-        w_u, w_l, w_c = weights
-        loss = torch.zeros((), device=model.device)
-        if x_u is not None and x_u.shape[0]:
-            loss = loss + w_u * self.unlabelled(model, x_u)
-        if x_l is not None and x_l.shape[0]:
-            ce = F.cross_entropy(model.sampled_class_logits(x_l), y_l, reduction="sum")
-            loss = loss + w_l * self.labelled(model, x_l, y_l) + w_c * ce
-        return loss
+        return step_loss(self, model, x_l, y_l, x_u, weights, model.sampled_class_logits)
 
     def loss(self, model: AuxiliaryDGM, _guide, *args) -> float:
         """The loss's value without gradients (the lean path: ``TraceEnum_ELBO`` refuses to run

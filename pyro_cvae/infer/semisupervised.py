@@ -81,6 +81,7 @@ from .objectives import ImportanceWeightedELBO, enum_objective, importance_log_w
 
 __all__ = [
     "SemiSupervisedObjective",
+    "step_loss",
     "label_log_weights",
     "iw_bound",
     "label_weighted_iw_bound",
@@ -89,6 +90,25 @@ __all__ = [
     "accuracy",
     "SEMI_SUPERVISED_OBJECTIVES",
 ]
+
+
+def step_loss(objective, model, x_l, y_l, x_u, weights, class_logits) -> torch.Tensor:
+    """One semi-supervised step's loss: w_u * unlabelled + w_l * labelled + w_c * the
+    cross-entropy of ``class_logits(x_l)`` against the labels, each term summed over its batch.
+
+    ``objective`` supplies ``unlabelled(model, x)`` and ``labelled(model, x, y)`` (M2's
+    :class:`SemiSupervisedObjective`, or ADGM's and SDGM's objective); ``weights`` is
+    ``(w_u, w_l, w_c)`` from the family's batches.
+    """
+    w_u, w_l, w_c = weights
+    loss = torch.zeros((), device=x_l.device if x_l is not None else x_u.device)
+    if x_u is not None and x_u.shape[0]:
+        loss = loss + w_u * objective.unlabelled(model, x_u)
+    if x_l is not None and x_l.shape[0]:
+        ce = F.cross_entropy(class_logits(x_l), y_l, reduction="sum")
+        loss = loss + w_l * objective.labelled(model, x_l, y_l) + w_c * ce
+    return loss
+
 
 #: objectives of the semi-supervised model (names shared with :data:`pyro_cvae.OBJECTIVES`)
 SEMI_SUPERVISED_OBJECTIVES = ("elbo", "iwae")
@@ -230,14 +250,7 @@ class SemiSupervisedObjective:
 
     def differentiable_loss(self, model: M2, _guide, x_l, y_l, x_u, weights) -> torch.Tensor:
         """w_u * unlabelled + w_l * labelled + w_c * sum of -log q(y | x) over the labelled."""
-        w_u, w_l, w_c = weights
-        loss = torch.zeros((), device=model.device)
-        if x_u is not None and x_u.shape[0]:
-            loss = loss + w_u * self.unlabelled(model, x_u)
-        if x_l is not None and x_l.shape[0]:
-            ce = F.cross_entropy(model.classifier(x_l), y_l, reduction="sum")
-            loss = loss + w_l * self.labelled(model, x_l, y_l) + w_c * ce
-        return loss
+        return step_loss(self, model, x_l, y_l, x_u, weights, model.classifier)
 
     def loss(self, model: M2, _guide, *args) -> float:
         """The loss's value, computed without gradients (also under ``torch.no_grad``, where
