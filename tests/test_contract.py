@@ -337,3 +337,19 @@ class TestEvaluation:
         b = pc.log_likelihood(mine, x, y, num_samples=2000)
         # same estimator, draws from two Normal implementations: equal up to Monte Carlo noise
         assert torch.allclose(a, b, atol=0.05)
+
+
+class TestLatentMeansErrors:
+    def test_unknown_site_and_a_guide_without_latents_are_named(self, data):
+        x, y = data.test.x[:3], data.test.y[:3]
+        with pytest.raises(
+            ValueError, match=r"no latent site 'w'; its latent sites: \['z1', 'z2'\]"
+        ):
+            latent_means(TwoLayerCVAE(), x, y, site="w")
+
+        class NoLatent(OneLatentVAE):
+            def guide(self, x, y=None):
+                pass
+
+        with pytest.raises(MissingCapabilityError, match="has no latent sample site"):
+            pc.active_units(NoLatent(), x, y)

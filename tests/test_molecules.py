@@ -335,6 +335,16 @@ class TestOneCVAE:
         p = m.z_dist(c, (2,)).base_dist
         assert not torch.allclose(p.loc[0], p.loc[1])  # p(z | c) differs between molecules
 
+    def test_fields_set_from_the_molecule_fields_are_refused_when_they_disagree(self, data):
+        with pytest.raises(
+            ValueError, match="hidden_dims=.* disagrees with hidden_dim=16.*drop hidden_dims"
+        ):
+            MoleculeConfig.for_data(data, hidden_dims=(32,), **TINY)
+        with pytest.raises(ValueError, match="net='mlp' disagrees with encoder='gru'"):
+            MoleculeConfig.for_data(data, net="mlp", **TINY)
+        with pytest.raises(ValueError, match="likelihood must be 'tokens'"):
+            MoleculeConfig.for_data(data, likelihood="bernoulli", **TINY)
+
     def test_the_vamp_prior_is_refused_naming_the_ones_that_work(self, data):
         with pytest.raises(ValueError, match="use normal, conditional, mixture or flow"):
             MoleculeConfig.for_data(data, prior="vamp", **TINY)
