@@ -27,7 +27,7 @@ import torch
 from pyro_cvae import plots
 from pyro_cvae.applications import train_attribute_model
 from pyro_cvae.data import COLORED_DIGITS_SCHEMA, PALETTE
-from pyro_cvae.evaluate import attribute_control
+from pyro_cvae.judge import attribute_control
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

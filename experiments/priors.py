@@ -48,7 +48,8 @@ import pyro_cvae
 from pyro_cvae.checkpoint import list_checkpoints
 from pyro_cvae.cli._common import int_list
 from pyro_cvae.data import Split
-from pyro_cvae.evaluate import active_units, control_score, elbo_per_image, log_likelihood
+from pyro_cvae.evaluate import active_units, elbo_per_image, log_likelihood
+from pyro_cvae.judge import control_score
 
 HERE = Path(__file__).resolve().parent
 

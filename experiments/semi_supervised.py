@@ -48,7 +48,7 @@ from torch.nn import functional as F
 import pyro_cvae
 from pyro_cvae.checkpoint import CheckpointError, trained_epochs
 from pyro_cvae.data import partial_labels
-from pyro_cvae.infer.semisupervised import accuracy
+from pyro_cvae.evaluate import accuracy
 from pyro_cvae.models import M2, ModelConfig
 from pyro_cvae.nn.nets import Classifier
 from pyro_cvae.train import RunFolderError, SemiSupervisedConfig, fit_semisupervised

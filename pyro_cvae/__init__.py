@@ -6,11 +6,14 @@ enters both sides: guide q(z | x, y), model p(z | y) p(x | z, y). With no condit
 The package is layered; each layer imports only those below it (``lint-imports`` checks)::
 
     L6  cli/                         the command line, one module per command
-    L5  applications, figures, plots what people do with a trained model; pictures
-    L4  evaluate/  over  train/      test metrics; the one fit loop and its families
+    L5  applications, figures, judge what people do with a trained model; run pictures;
+                                     evaluation with the judge classifier built for you
+    L4b train/                       the one fit loop, its families, run folders, the judge
+    L4a evaluate/                    test and validation metrics, pure (the judge an argument)
     L3  infer/                       objectives, the SVI step, KL weighting, M2's objective
     L2  models/                      CVAE, hierarchical CVAE, M2, completion models; registry
-    L1  data/, nn/                   data sets and conditions; networks, likelihoods, priors
+    L1  data/, nn/, plots            data sets and conditions; networks, likelihoods, priors;
+                                     plotting
     L0  _validate, _frozen, checkpoint   argument checks, config base, checkpoint files
 
 This module only re-exports the public API.
@@ -22,15 +25,14 @@ from .data import Dataset, Split, load_dataset, partial_labels
 from .evaluate import (
     active_units,
     bits_per_dim,
-    control_score,
     elbo_per_image,
-    evaluate,
     generative_classify,
     importance_log_likelihood,
     log_likelihood,
     log_marginal,
 )
 from .infer import OBJECTIVES, NonFiniteLossError, make_objective
+from .judge import control_score, evaluate  # these build the judge classifier when given none
 from .models import (
     ADGM,
     CVAE,

@@ -10,13 +10,14 @@ from pyro.infer import config_enumerate
 from pyro.infer.traceenum_elbo import _compute_dice_elbo
 
 import pyro_cvae
+from pyro_cvae.evaluate import accuracy
 from pyro_cvae.infer.auxiliary import (
     AuxiliaryObjective,
     auxiliary_elbo,
     auxiliary_log_px,
 )
 from pyro_cvae.infer.objectives import enum_objective
-from pyro_cvae.infer.semisupervised import accuracy, iw_bound, label_log_weights
+from pyro_cvae.infer.semisupervised import iw_bound, label_log_weights
 from pyro_cvae.models import ADGM, SDGM, AuxiliaryConfig, ModelConfig
 from pyro_cvae.train import (
     AuxiliaryFamily,

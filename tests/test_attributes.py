@@ -24,7 +24,7 @@ from pyro_cvae.data import (
     load_schema,
     save_schema,
 )
-from pyro_cvae.evaluate import attribute_control
+from pyro_cvae.judge import attribute_control
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -9,7 +9,7 @@ import torch
 
 import pyro_cvae
 from pyro_cvae.applications import anomaly_scores
-from pyro_cvae.evaluate import attribute_control
+from pyro_cvae.judge import attribute_control
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ["colored_digits", "anomaly", "augmentation", "quadrants"]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import pyro_cvae
-from pyro_cvae.infer.semisupervised import accuracy
+from pyro_cvae.evaluate import accuracy
 from pyro_cvae.train import M1M2, SemiSupervisedConfig, TrainConfig, fit_m1m2, m1_features
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

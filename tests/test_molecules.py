@@ -26,8 +26,8 @@ from pyro_cvae.data.molecules import (  # noqa: E402
     smiles_to_tokens,
     split_smiles,
 )
+from pyro_cvae.evaluate import log_weights  # noqa: E402
 from pyro_cvae.evaluate.molecules import molecule_metrics, molecule_nll  # noqa: E402
-from pyro_cvae.infer.bounds import log_weights  # noqa: E402
 from pyro_cvae.infer.objectives import make_objective  # noqa: E402
 from pyro_cvae.models import (  # noqa: E402
     MOLECULE_ENCODERS,

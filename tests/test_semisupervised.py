@@ -14,12 +14,11 @@ from torch.nn import functional as F
 import pyro_cvae
 from pyro_cvae.checkpoint import list_checkpoints, load_checkpoint
 from pyro_cvae.data import Split, load_dataset, partial_labels
+from pyro_cvae.evaluate import accuracy, generative_posterior
 from pyro_cvae.infer.objectives import enum_objective
 from pyro_cvae.infer.semisupervised import (
     SemiSupervisedObjective,
-    accuracy,
     enumerated_elbo,
-    generative_posterior,
     iw_bound,
     label_log_weights,
     label_weighted_iw_bound,

@@ -15,9 +15,10 @@ import pyro
 
 from ..checkpoint import CheckpointError, load_latest_good
 from ..data import default_binarize, is_molecule_data, load_dataset, save_schema, save_table
-from ..evaluate import condition_ignored, evaluate, label_diversity, semisupervised_metrics
+from ..evaluate import condition_ignored, semisupervised_metrics
 from ..figures import write_figures
 from ..infer.objectives import OBJECTIVES
+from ..judge import evaluate, label_diversity
 from ..models import (
     LIKELIHOODS,
     M2,

@@ -1,19 +1,27 @@
-"""Layer 4 (above training), evaluation: importance-sampled log-likelihoods, bounds, active
-units, control scores, the completion task's conditional likelihoods, and the fidelity and
+"""Layer 4a (below training), evaluation: per-image bounds, importance-sampled log-likelihoods,
+active units, control scores, classification accuracies and label posteriors of the
+semi-supervised models, the completion task's conditional likelihoods, and the fidelity and
 diversity of samples in the judge classifier's features; pure ``@torch.no_grad()`` functions.
-It sits above :mod:`pyro_cvae.train` because the control score's judge classifier is trained by
-``fit``.
+
+Imports layers 0 to 3 and trains nothing: the judge classifier of the control score and of the
+fidelity metrics is an argument (``classifier=``), built by the caller, e.g. with
+:func:`pyro_cvae.train.train_classifier`. The package-level :func:`pyro_cvae.evaluate` and
+:func:`pyro_cvae.control_score` (and :mod:`pyro_cvae.judge`) build and cache it when given none.
+The trainer, one layer up, reports its validation metrics with :func:`elbo_per_image` and
+:func:`accuracy`.
 """
 
-from ..infer.bounds import elbo_per_image, log_weights
-from ..infer.semisupervised import accuracy, generative_posterior
+from .bounds import elbo_per_image, log_weights
 from .control import (
     JUDGE_KEY,
     attribute_control,
     classifier_accuracy,
     condition_ignored,
     control_score,
+    intensity_digits,
     judge_accuracy,
+    require_judge,
+    scores_control,
 )
 from .fidelity import (
     classifier_features,
@@ -36,6 +44,7 @@ from .likelihood import (
 )
 from .metrics import evaluate, semisupervised_metrics
 from .quadrants import baseline_nll, conditional_nll
+from .semisupervised import accuracy, generative_posterior
 
 __all__ = [
     "DEFAULT_MAX_FLOATS",
@@ -57,13 +66,16 @@ __all__ = [
     "gaussian_frechet",
     "generative_classify",
     "generative_posterior",
+    "intensity_digits",
     "judge_accuracy",
     "importance_log_likelihood",
     "log_likelihood",
     "log_marginal",
     "log_weights",
     "label_diversity",
+    "require_judge",
     "sample_quality",
+    "scores_control",
     "semisupervised_metrics",
     "sharpness",
     "within_label_diversity",

@@ -1,8 +1,9 @@
 r"""Fidelity and diversity of generated images in the feature space of our own judge classifier.
 
-The judge is the label classifier of real images that also scores control
-(:func:`pyro_cvae.train.train_classifier`); its penultimate layer (the last hidden activations)
-is the feature space, so no downloaded network (Inception) is needed. In it:
+The judge is the label classifier of real images that also scores control, an argument of the
+functions that need it (built by the caller, e.g. with :func:`pyro_cvae.train.train_classifier`;
+:mod:`pyro_cvae.judge` builds it when given none); its penultimate layer (the last hidden
+activations) is the feature space, so no downloaded network (Inception) is needed. In it:
 
 - :func:`frechet_distance`: the Fréchet (2-Wasserstein) distance between Gaussians fitted to two
   feature sets, the FID of Heusel et al. (2017) with our judge in place of Inception;
@@ -27,8 +28,7 @@ import torch
 from torch import nn
 
 from ..data import Dataset, Split
-from ..train import train_classifier
-from .control import JUDGE_KEY, classifier_accuracy
+from .control import JUDGE_KEY, classifier_accuracy, require_judge
 
 __all__ = [
     "MIDTONE_RANGE", "classifier_features", "feature_moments", "frechet_distance",
@@ -184,9 +184,11 @@ def sample_quality(
 
     Args:
         images: (C, n, *image_shape) in [0, 1], row c generated for label c (n >= 2).
-        data: the data set whose judge classifier (:func:`pyro_cvae.train.train_classifier`,
-            cached) reads the images.
-        classifier: a judge to use instead.
+        data: the data set of the images (its test images the judge's accuracy and, by
+            default, the reference).
+        classifier: the judge, e.g. :func:`pyro_cvae.train.train_classifier` of ``data``.
+            ``None``: :func:`pyro_cvae.judge.sample_quality` builds it so (cached); in
+            :mod:`pyro_cvae.evaluate`, which trains nothing, it is an error.
         reference: real images to compare with (default ``data.test``).
 
     Returns:
@@ -196,11 +198,11 @@ def sample_quality(
         features; ``binariness`` and ``midtone_fraction`` (:func:`sharpness`);
         ``judge_test_accuracy``; ``num_images``.
     """
-    clf = classifier if classifier is not None else train_classifier(data)
-    reference = data.test if reference is None else reference
     num_classes, n = images.shape[:2]
     if n < 2:
         raise ValueError(f"sample_quality needs at least 2 images per label, got {n}")
+    clf = require_judge(classifier, "sample_quality")
+    reference = data.test if reference is None else reference
     labels = torch.arange(num_classes).repeat_interleave(n)
     flat = images.flatten(0, 1).cpu()
     device = next(clf.parameters()).device
@@ -236,9 +238,11 @@ def label_diversity(
 
     Args:
         model: a label-conditioned model of images.
-        data: its data set; the judge is :func:`pyro_cvae.train.train_classifier` of it (cached).
+        data: its data set.
         num_samples: images per label (fewer if a label has fewer test images).
-        classifier: a judge to use instead.
+        classifier: the judge, e.g. :func:`pyro_cvae.train.train_classifier` of ``data``.
+            ``None``: :func:`pyro_cvae.judge.label_diversity` builds it so (cached); in
+            :mod:`pyro_cvae.evaluate`, which trains nothing, it is an error.
 
     Returns:
         ``diversity`` (generated), ``real_diversity`` (test images), ``diversity_samples`` (the
@@ -254,10 +258,10 @@ def label_diversity(
         raise ValueError(
             f"label_diversity needs 2 test images of every label; the rarest has {int(counts.min())}"
         )
+    clf = require_judge(classifier, "label_diversity")
     model.eval()
     generated = model.sample(list(range(num_classes)), n).cpu()  # (C, n, C, H, W)
     real = torch.stack([test.x[test.y == c][:n] for c in range(num_classes)]).cpu()
-    clf = classifier if classifier is not None else train_classifier(data)
     if next(clf.parameters()).device.type != "cpu":
         clf = copy.deepcopy(clf).cpu()
     labels = torch.arange(num_classes).repeat_interleave(n)

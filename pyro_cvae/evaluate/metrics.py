@@ -5,11 +5,10 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import nn
 
 from ..data import Dataset, Split
-from ..infer.bounds import elbo_per_image
 from ..infer.objectives import ImportanceWeightedELBO
-from ..infer.semisupervised import accuracy
 from ..models.contract import (
     MissingCapabilityError,
     check_model,
@@ -17,7 +16,8 @@ from ..models.contract import (
     device_of,
     num_classes_of,
 )
-from .control import control_score
+from .bounds import elbo_per_image
+from .control import control_score, require_judge, scores_control
 from .likelihood import (
     DEFAULT_MAX_FLOATS,
     active_units,
@@ -25,6 +25,7 @@ from .likelihood import (
     generative_classify,
     log_likelihood,
 )
+from .semisupervised import accuracy
 
 __all__ = ["evaluate", "semisupervised_metrics"]
 
@@ -41,6 +42,7 @@ def evaluate(
     progress: bool = False,
     num_images: int | None = None,
     max_floats: int = DEFAULT_MAX_FLOATS,
+    classifier: nn.Module | None = None,
 ) -> dict:
     """All test metrics of a model as a dict (nats per image, or per table row, unless stated).
 
@@ -56,8 +58,15 @@ def evaluate(
 
     ``num_images`` evaluates the first N images of the split only (all when ``None``);
     ``max_floats`` bounds the memory of the log-likelihood (see :func:`log_likelihood`).
+
+    ``classifier`` is the judge of the control score (:func:`control_score`), e.g.
+    :func:`pyro_cvae.train.train_classifier` of ``data``. ``None``: the package-level
+    :func:`pyro_cvae.evaluate` builds it so (cached) when control is scored; in
+    :mod:`pyro_cvae.evaluate`, which trains nothing, scoring control without one is an error.
     """
     check_model(model, "evaluate it")
+    if scores_control(model, data, control):  # before the costly metrics, not after them
+        require_judge(classifier, "evaluate's control score (control=False skips it)")
     model.eval()
     device = device_of(model)
     s = data.eval_split(split).to(device)
@@ -92,16 +101,15 @@ def evaluate(
                **{k: v for k, v in out.items() if k not in ("split", "num_images", "num_samples",
                                                           "elbo", "nll")}}  # fmt: skip
     C = num_classes_of(model, data)
-    can_sample = callable(getattr(model, "sample", None))
-    if control and not (C and can_sample):
+    if control and not scores_control(model, data):
         raise MissingCapabilityError(
             "control=True scores images generated for each label: it needs a label-conditioned "
             f"model with a sample(y, num_samples) method; {type(model).__name__} "
             + ("has no sample method" if C else "is not conditioned on labels")
             + " (pass control=None or False to skip the control score)"
         )
-    if control is not False and C and can_sample:
-        out.update(control_score(model, data))
+    if scores_control(model, data, control):
+        out.update(control_score(model, data, classifier=classifier))
     if classify_samples and C:
         probs = generative_classify(model, s.x, classify_samples, binarize=False)
         out["generative_accuracy"] = (probs.argmax(-1) == s.y).float().mean().item()

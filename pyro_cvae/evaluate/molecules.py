@@ -35,7 +35,7 @@ from ..data.molecules import (
     molecule_properties,
     split_smiles,
 )
-from ..infer.bounds import elbo_per_image
+from .bounds import elbo_per_image
 from .likelihood import DEFAULT_MAX_FLOATS, log_likelihood
 
 __all__ = [

@@ -1,12 +1,12 @@
 """Layer 3, inference: the objectives by name, the SVI step, KL weighting as an effect handler,
-per-image bounds, and the semi-supervised objectives of M2 and of ADGM / SDGM.
+and the semi-supervised objectives of M2 and of ADGM / SDGM.
 
-Imports layers 0 to 2.
+Imports layers 0 to 2. What only measures a trained model (per-image bounds, accuracies, label
+posteriors) is evaluation, one layer up in :mod:`pyro_cvae.evaluate`.
 """
 
 from .anneal import ScaleLatentsMessenger, scale_latents
 from .auxiliary import AuxiliaryObjective, auxiliary_elbo, auxiliary_log_px, auxiliary_log_weights
-from .bounds import condition_of, elbo_per_image, log_weights
 from .objectives import (
     IMPORTANCE_WEIGHTED,
     OBJECTIVES,
@@ -19,9 +19,7 @@ from .objectives import (
 from .semisupervised import (
     SEMI_SUPERVISED_OBJECTIVES,
     SemiSupervisedObjective,
-    accuracy,
     enumerated_elbo,
-    generative_posterior,
     iw_bound,
     label_log_weights,
 )
@@ -39,19 +37,14 @@ __all__ = [
     "SEMI_SUPERVISED_OBJECTIVES",
     "ScaleLatentsMessenger",
     "SemiSupervisedObjective",
-    "accuracy",
     "auxiliary_elbo",
     "auxiliary_log_px",
     "auxiliary_log_weights",
-    "condition_of",
-    "elbo_per_image",
     "enum_objective",
     "enumerated_elbo",
-    "generative_posterior",
     "importance_log_weights",
     "iw_bound",
     "label_log_weights",
-    "log_weights",
     "make_adam",
     "make_objective",
     "scale_latents",

@@ -1,4 +1,4 @@
-r"""Objectives of the semi-supervised M2 model (Kingma et al. 2014) and its label posteriors.
+r"""Objectives of the semi-supervised M2 model (Kingma et al. 2014).
 
 The model p(y) p(z) p(x | z, y) and its guide q(y | x) q(z | x, y) are
 :class:`~pyro_cvae.models.M2`; a missing label is ``y=None`` and is summed out exactly, by
@@ -45,8 +45,8 @@ Objectives, for the labelled images :math:`(x, y)` and the unlabelled images :ma
   :math:`\mathrm{KL}(q(y|x) \| p(y|x))` below log p(x), the gap that trains the classifier.
   The variance of the z-gradients is that of IWAE per label; the cost, C K decoder passes per
   unlabelled image, is that of the first version. :func:`iw_bound` remains the tighter bound
-  for evaluating log p(x) and gives the generative classifier p(y | x)
-  (:func:`generative_posterior`).
+  for evaluating log p(x), and its log weights give the generative classifier p(y | x)
+  (:func:`pyro_cvae.evaluate.generative_posterior`).
 
 Both add the classification loss :math:`\alpha\, E_{\text{labelled}}[-\log q(y | x)]` with
 Kingma's :math:`\alpha = 0.1 N` [1]. One training step uses a batch of unlabelled and a batch of
@@ -74,7 +74,6 @@ from pyro.infer import config_enumerate
 from torch.nn import functional as F
 
 from .._validate import num_particles as check_particles
-from ..data import Split
 from ..models.m2 import M2
 from .lean import lean_log_weights
 from .objectives import ImportanceWeightedELBO, enum_objective, importance_log_weights
@@ -86,8 +85,6 @@ __all__ = [
     "iw_bound",
     "label_weighted_iw_bound",
     "enumerated_elbo",
-    "generative_posterior",
-    "accuracy",
     "SEMI_SUPERVISED_OBJECTIVES",
 ]
 
@@ -171,30 +168,6 @@ def enumerated_elbo(log_w: torch.Tensor, class_logits: torch.Tensor) -> torch.Te
     log_q = torch.log_softmax(class_logits, dim=-1)  # (B, C)
     q = log_q.exp()
     return (q * log_w.mean(0).T).sum(-1) - (q * log_q).sum(-1)
-
-
-@torch.no_grad()
-def generative_posterior(
-    model: M2, x: torch.Tensor, num_particles: int = 10, *, batch_size: int = 500
-) -> torch.Tensor:
-    """p(y | x) from the importance weights, softmax_y log mean_k w_yk: (N, C) probabilities."""
-    out = []
-    for i in range(0, x.shape[0], batch_size):
-        log_w = label_log_weights(model, x[i : i + batch_size], num_particles)
-        out.append(torch.softmax(_log_mean_exp(log_w, 0), dim=0).T)
-    return torch.cat(out) if out else torch.zeros(0, model.config.num_classes)
-
-
-@torch.no_grad()
-def accuracy(model: M2, split: Split, *, generative: int = 0, batch_size: int = 2000) -> float:
-    """Test accuracy of q(y | x) (``generative=0``) or of p(y | x) with K = ``generative``."""
-    if generative:
-        pred = generative_posterior(model, split.x, generative).argmax(-1)
-    else:
-        pred = torch.cat(
-            [model.classify(split.x[i : i + batch_size]) for i in range(0, len(split), batch_size)]
-        )
-    return (pred == split.y).float().mean().item()
 
 
 class SemiSupervisedObjective:

@@ -1,5 +1,8 @@
 """The judge of generated images: a classifier of the real training images, trained by :func:`fit`
-once per data set and cached in memory and on disk (``<data dir>/classifiers``)."""
+once per data set and cached in memory and on disk (``<data dir>/classifiers``).
+
+:mod:`pyro_cvae.evaluate` trains nothing and takes the judge as an argument; this is where it is
+built (by the caller, or for the caller by :mod:`pyro_cvae.judge`)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,8 @@ One loop trains every model (:mod:`pyro_cvae.train.loop`); a family tells it
   ``model.guide``, or the whole module for M2's objective);
 * which batches a step receives (``(x, y)``; labelled plus unlabelled images; masked images
   and their missing pixels) and how many images a step counts for the reported loss;
-* what an epoch reports (validation ELBO, classifier accuracies) and how it is printed;
+* what an epoch reports (validation ELBO, classifier accuracies: measured by
+  :mod:`pyro_cvae.evaluate`, the layer below) and how it is printed;
 * what a checkpoint must store and a resume must check beyond the model and settings (the
   labelled subset of a semi-supervised run).
 
@@ -22,11 +23,12 @@ import torch
 
 from ..checkpoint import CheckpointError
 from ..data import Dataset, binarize_draw, check_labels, partial_labels
+from ..evaluate.bounds import elbo_per_image
+from ..evaluate.semisupervised import accuracy
 from ..infer.auxiliary import AuxiliaryObjective
-from ..infer.bounds import elbo_per_image
 from ..infer.lean import lean_objective
 from ..infer.objectives import make_objective
-from ..infer.semisupervised import SemiSupervisedObjective, accuracy
+from ..infer.semisupervised import SemiSupervisedObjective
 from ..models import kind_of, mask_image
 from ..models.contract import check_inputs, condition_of
 from .config import SemiSupervisedConfig, TrainConfig

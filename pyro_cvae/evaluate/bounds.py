@@ -1,7 +1,7 @@
 """Per-image bounds of a model: its importance log weights and its ELBO on a split.
 
-The trainer reports the validation ELBO with these, and :mod:`pyro_cvae.evaluate` builds the
-test metrics on them.
+:func:`pyro_cvae.evaluate` builds the test metrics on them, and the trainer (one layer up)
+reports the validation ELBO with :func:`elbo_per_image`.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import torch
 
 from .._validate import num_particles
 from ..data import Split
+from ..infer.objectives import ImportanceWeightedELBO, importance_log_weights
 from ..models.contract import condition_of
-from .objectives import ImportanceWeightedELBO, importance_log_weights
 
-__all__ = ["log_weights", "elbo_per_image", "condition_of"]
+__all__ = ["log_weights", "elbo_per_image"]
 
 
 @torch.no_grad()
