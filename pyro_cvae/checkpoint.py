@@ -106,10 +106,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"{path} could not be read: {e}") from e
 
 
-def checkpoint_name(epoch: int) -> str:
-    return f"checkpoint_{epoch:06d}.pt"
-
-
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
     """Checkpoint files of a run folder, oldest first (ordered by their progress number)."""
     run_dir = Path(run_dir)

@@ -5,6 +5,8 @@ import torch
 
 import pyro_cvae as pc
 from pyro_cvae.checkpoint import CheckpointError
+from pyro_cvae.models import MoleculeConfig
+from pyro_cvae.nn.likelihoods import LIKELIHOOD_CLASSES
 
 
 def _trace_shapes(model, x, y, particles=1):
@@ -75,15 +77,38 @@ def test_public_methods_shapes_and_ranges(small_model):
     assert s.shape == (2, 3, 1, 8, 8) and set(s.unique().tolist()) <= {0.0, 1.0}
 
 
-@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian", "continuous_bernoulli"])
-def test_likelihoods_give_finite_elbo(likelihood):
+def _model_and_batch(likelihood: str):
+    """A tiny model of each registered likelihood and a batch of 4 data items it scores."""
+    torch.manual_seed(0)
+    if likelihood == "table":  # a row: continuous, binary, 3-way categorical, continuous
+        columns = (("continuous", 1), ("binary", 1), ("categorical", 3), ("continuous", 1))
+        m = pc.CVAE(pc.ModelConfig(image_shape=(6,), num_classes=0, latent_dim=2,
+                                   hidden_dims=(8,), likelihood="table", table_columns=columns))  # fmt: skip
+        cat = torch.nn.functional.one_hot(torch.tensor([0, 2, 1, 0]), 3).float()
+        x = torch.cat([torch.randn(4, 1), torch.tensor([[0.0], [1], [1], [0]]), cat,
+                       torch.randn(4, 1)], -1)  # fmt: skip
+        return m, x, None
+    if likelihood == "tokens":  # molecules: token ids, conditioned on two properties
+        tokens = ("<pad>", "<end>", "<start>", "<unk>", "[C]", "[O]")
+        m = pc.build_model(MoleculeConfig(tokens=tokens, max_len=5, condition_dim=2,
+                                          latent_dim=2, embed_dim=4, hidden_dim=8))  # fmt: skip
+        x = torch.tensor([[4, 5, 1, 0, 0], [4, 4, 4, 1, 0], [5, 1, 0, 0, 0], [4, 1, 0, 0, 0]])
+        return m, x, torch.randn(4, 2)
     m = pc.CVAE(image_shape=(1, 8, 8), num_classes=10, latent_dim=2, hidden_dims=(8,),
                 likelihood=likelihood, learn_x_scale=likelihood == "gaussian")  # fmt: skip
-    x, y = torch.rand(4, 1, 8, 8), torch.arange(4)
+    return m, torch.rand(4, 1, 8, 8), torch.arange(4)
+
+
+@pytest.mark.parametrize("likelihood", sorted(LIKELIHOOD_CLASSES))
+def test_every_likelihood_gives_a_finite_elbo_and_gradients(likelihood):
+    m, x, y = _model_and_batch(likelihood)
+    assert isinstance(m.likelihood, LIKELIHOOD_CLASSES[likelihood])
     loss = pyro.infer.Trace_ELBO().differentiable_loss(m.model, m.guide, x, y)
     assert torch.isfinite(loss)
     loss.backward()
-    if likelihood == "gaussian":
+    grads = [p.grad for p in m.parameters() if p.grad is not None]
+    assert len(grads) >= 4 and all(torch.isfinite(g).all() for g in grads)
+    if likelihood in ("gaussian", "table"):  # the learned noise scales get a gradient
         assert m.likelihood.log_scale.grad is not None
 
 

@@ -201,7 +201,7 @@ def test_importance_weighted_objectives_refuse_beta(digits_small):
                progress=False)  # fmt: skip
 
 
-@pytest.mark.parametrize("objective", ["elbo", "meanfield", "tracegraph", "iwae", "renyi", "dreg"])
+@pytest.mark.parametrize("objective", sorted(pc.OBJECTIVES))
 def test_every_objective_trains(digits_small, objective):
     model = _model()
     h = pc.fit(model, digits_small.subset(128, 32), epochs=2, batch_size=64, objective=objective,
