@@ -169,13 +169,14 @@ def run_row(
         restore_first: when the checkpoint holds some epochs, call ``train`` first with that
             number (restoring, training nothing), so ``on_call`` sees every epoch's model.
         on_call: ``on_call(history)`` after every call of ``train`` (e.g. a per-epoch curve).
-        stop: checked before every call; True stops training (the row stays resumable, and the
-            function returns the cached row, or None when there is none).
+        stop: checked before every call; True stops training (the row stays resumable): a row that trained in this call and was not evaluated since is
+            evaluated and cached with ``final=False``; otherwise the cached row is returned, or
+            None when there is none.
         is_final: whether a cached row is finished (default: its ``final`` field).
 
     Returns:
         The evaluated row, with ``final`` set (``True`` when it trained ``epochs`` epochs);
-        None when ``stop`` stopped it before any row was cached.
+        None when ``stop`` stopped it before it trained and no row was cached.
     """
     if epochs < 1:
         raise ValueError(f"a row trains at least one epoch, got epochs={epochs}")
@@ -189,20 +190,26 @@ def run_row(
     done = min(trained_epochs(Path(folder)), epochs)
     step = epochs if epochs_per_call is None else epochs_per_call
     targets_first = [done] if restore_first and 0 < done < epochs else []
-    history = None
+    history, evaluated = None, True
+
+    def finish(history) -> dict:
+        row = evaluate(history)
+        row.setdefault("final", len(history) >= epochs)
+        cache.write(row)
+        return row
+
     while history is None or done < epochs:
         if stop is not None and stop():
-            return saved
+            # what trained so far is a row still training (cached unless it is already)
+            return saved if evaluated else finish(history)
         target = targets_first.pop() if targets_first else min(done + step, epochs)
         history = train(target)
         done = len(history)
         if on_call is not None:
             on_call(history)
-        if evaluate_every_call or done >= epochs:
-            row = evaluate(history)
-            row.setdefault("final", done >= epochs)
-            cache.write(row)
-            saved = row
+        evaluated = evaluate_every_call or done >= epochs
+        if evaluated:
+            saved = finish(history)
     return saved
 
 
