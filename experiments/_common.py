@@ -273,8 +273,8 @@ def markdown_table(
     if len(align) != len(header):
         raise ValueError(f"{len(align)} alignments for {len(header)} columns; give one per column")
 
-    def line(cells) -> str:  # an empty cell is written "| |"
-        return "|" + "|".join(f" {c} " if str(c) else " " for c in cells) + "|"
+    def line(cells) -> str:
+        return "| " + " | ".join(str(c) for c in cells) + " |"
 
     lines = [line(header), "|" + "|".join(align) + "|"]
     lines += [line(row) for row in rows]
