@@ -102,7 +102,8 @@ class ResultsRows:
     """Rows cached in the ``rows`` list of a results dict (the experiment's results JSON).
 
     A row belongs to this cache when its fields ``key`` match; :meth:`write` drops the older row
-    of that key, appends the new one and calls ``save(results)`` so the files are rewritten.
+    of that key, appends the new one (with the fields of ``key`` it lacks) and calls
+    ``save(results)`` so the files are rewritten.
 
     Args:
         results: the results dict, with a list ``results["rows"]``.
@@ -120,6 +121,8 @@ class ResultsRows:
         return next((r for r in self.results["rows"] if self._is_mine(r)), None)
 
     def write(self, row: dict) -> None:
+        # the row carries its key (fields it lacks are added), so read() finds it again
+        row.update({k: v for k, v in self.key.items() if k not in row})
         self.results["rows"] = [r for r in self.results["rows"] if not self._is_mine(r)] + [row]
         if self.save is not None:
             self.save(self.results)
@@ -266,15 +269,16 @@ def markdown_table(
 
     Args:
         header: the column names.
-        rows: the cells of each row, already formatted (anything else is written with ``str``).
+        rows: the cells of each row, already formatted (anything else is written with ``str``);
+            an empty cell is written ``| |``.
         align: per column ``"---"`` (default), ``"---:"`` (right) or ``":---"``.
     """
     align = list(align) if align is not None else ["---"] * len(header)
     if len(align) != len(header):
         raise ValueError(f"{len(align)} alignments for {len(header)} columns; give one per column")
 
-    def line(cells) -> str:
-        return "| " + " | ".join(str(c) for c in cells) + " |"
+    def line(cells) -> str:  # an empty cell is written "| |"
+        return "|" + "|".join(f" {c} " if str(c) else " " for c in cells) + "|"
 
     lines = [line(header), "|" + "|".join(align) + "|"]
     lines += [line(row) for row in rows]
