@@ -51,7 +51,7 @@ import pyro
 import torch
 
 import pyro_cvae
-from pyro_cvae.cli._common import int_list
+from pyro_cvae.cli.types import int_list
 from pyro_cvae.infer.objectives import make_objective
 
 HERE = Path(__file__).resolve().parent

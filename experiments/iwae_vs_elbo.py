@@ -33,7 +33,6 @@ References:
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import sys
@@ -43,12 +42,13 @@ from pathlib import Path
 import torch
 
 import pyro_cvae
-from pyro_cvae.checkpoint import trained_epochs
-from pyro_cvae.cli._common import int_list
+from pyro_cvae.cli.types import int_list
 from pyro_cvae.evaluate import active_units, log_likelihood, log_weights
-from pyro_cvae.train import History
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # experiments/_common.py, whether run as a script or loaded by path
+from _common import RowFile, markdown_table, nll_summary, row_status, run_row  # noqa: E402
+from _common import write_results as write_files  # noqa: E402
 
 #: Burda et al. (2016), Table 1, MNIST, one stochastic layer: (test NLL in nats, active units),
 #: as quoted in issue 3 (not re-checked against the paper offline)
@@ -72,6 +72,9 @@ PAPER_2LAYER = {
 }
 
 ACT_NAMES = {"relu": "ReLU", "tanh": "tanh"}
+
+#: the columns of iwae_vs_elbo.csv: one line per row and epoch
+CURVE_COLUMNS = ["method", "k", "epoch", "test_bound", "val_elbo", "train_loss", "seconds"]
 
 #: row method -> objective name of :mod:`pyro_cvae.infer.objectives`
 OBJECTIVE = {"vae": "elbo", "iwae": "iwae"}
@@ -211,26 +214,24 @@ def _row_settings(spec: dict) -> dict:
     return {k: v for k, v in spec.items() if k not in ("ks", "methods")}
 
 
+def _cache(method: str, k: int, s: dict, runs_dir: Path) -> RowFile:
+    """The row's ``final.json``: reused when its settings match (which other rows this call
+    runs does not matter)."""
+    spec = {"method": method, "k": k, **s}
+    return RowFile(runs_dir / f"{method}_k{k}" / "final.json", spec, settings_key="spec",
+                   same=lambda a, b: _row_settings(a) == _row_settings(json.loads(json.dumps(b))))  # fmt: skip
+
+
 def _finished_row(method: str, k: int, s: dict, runs_dir: Path) -> dict | None:
     """The result of a row finished with the same settings, else None."""
-    final = runs_dir / f"{method}_k{k}" / "final.json"
-    if not final.exists():
-        return None
-    done = json.loads(final.read_text())
-    same = _row_settings(done.get("spec", {})) == _row_settings({"method": method, "k": k, **s})
-    return done if same else None
+    return _cache(method, k, s, runs_dir).read()
 
 
-def run_row(method: str, k: int, s: dict, data, test, x_eval, runs_dir: Path, progress: bool):
+def train_row(method: str, k: int, s: dict, data, test, x_eval, runs_dir: Path, progress: bool):
     """Train (or resume) one row epoch by epoch, then evaluate it; returns its result dict."""
     out = runs_dir / f"{method}_k{k}"
     out.mkdir(parents=True, exist_ok=True)
-    final = out / "final.json"
     spec = {"method": method, "k": k, **s}
-    if final.exists():  # finished with the same settings (which other rows run does not matter)
-        done = json.loads(final.read_text())
-        if _row_settings(done.get("spec", {})) == _row_settings(spec):
-            return done
     curve_path = out / "curve.json"
     curve = json.loads(curve_path.read_text()) if curve_path.exists() else []
     dims = tuple(s.get("latent_dims") or ())
@@ -245,13 +246,14 @@ def run_row(method: str, k: int, s: dict, data, test, x_eval, runs_dir: Path, pr
     )  # fmt: skip
     torch.manual_seed(s["seed"])
     model = pyro_cvae.build_model(mcfg)
-    history = History()
-    t_train = sum(r.get("seconds", 0.0) for r in curve)
-    first = max(1, len(curve), trained_epochs(out))  # a resumed row goes on from its checkpoint
-    for epoch in range(first, s["epochs"] + 1):
-        history = pyro_cvae.fit(
-            model, data, tcfg.replace(epochs=epoch), out=out, resume=True, progress=progress
+
+    def train(epochs: int):
+        return pyro_cvae.fit(
+            model, data, tcfg.replace(epochs=epochs), out=out, resume=True, progress=progress
         )
+
+    def record_epoch(history) -> None:  # the curve: the row's own bound after every epoch
+        epoch = len(history)
         if len(curve) < epoch:
             model.eval()
             with torch.random.fork_rng():
@@ -262,36 +264,37 @@ def run_row(method: str, k: int, s: dict, data, test, x_eval, runs_dir: Path, pr
                 {"epoch": epoch, "test_bound": b, "val_elbo": row.get("val_elbo"),
                  "train_loss": row["train_loss"], "seconds": row["seconds"]}
             )  # fmt: skip
-            t_train += row["seconds"]
             curve_path.write_text(json.dumps(curve, indent=2))
             print(
                 f"  {method} k={k} epoch {epoch}: test bound {b:.2f} nats ({row['seconds']:.0f}s)",
                 flush=True,
             )
-    model.eval()
-    t0 = time.perf_counter()
-    with torch.random.fork_rng():
-        torch.manual_seed(s["seed"])
-        ll = log_likelihood(model, x_eval, None, s["eval_samples"], progress=progress)
-        n_active, variances = active_units(model, test.x)
-        elbo = _bound(model, x_eval, "vae", 1)
-    result = {
-        "method": method,
-        "k": k,
-        "objective": OBJECTIVE[method],
-        "nll": -ll.mean().item(),
-        "nll_stderr": (ll.std() / math.sqrt(len(ll))).item() if len(ll) > 1 else float("nan"),
-        "test_elbo": elbo,
-        "test_bound": curve[-1]["test_bound"],
-        "active_units": n_active,
-        "latent_dim": s["latent_dim"],
-        "train_seconds": t_train,
-        "eval_seconds": time.perf_counter() - t0,
-        "curve": curve,
-        "spec": spec,
-    }
-    final.write_text(json.dumps(result, indent=2))
-    return result
+
+    def evaluate(history) -> dict:
+        model.eval()
+        t0 = time.perf_counter()
+        with torch.random.fork_rng():
+            torch.manual_seed(s["seed"])
+            ll = log_likelihood(model, x_eval, None, s["eval_samples"], progress=progress)
+            n_active, variances = active_units(model, test.x)
+            elbo = _bound(model, x_eval, "vae", 1)
+        return {
+            "method": method,
+            "k": k,
+            "objective": OBJECTIVE[method],
+            **nll_summary(ll),
+            "test_elbo": elbo,
+            "test_bound": curve[-1]["test_bound"],
+            "active_units": n_active,
+            "latent_dim": s["latent_dim"],
+            "train_seconds": sum(r.get("seconds", 0.0) for r in curve),
+            "eval_seconds": time.perf_counter() - t0,
+            "curve": curve,
+            "spec": spec,
+        }
+
+    return run_row(out, s["epochs"], train, evaluate, _cache(method, k, s, runs_dir),
+                   epochs_per_call=1, restore_first=True, on_call=record_epoch)  # fmt: skip
 
 
 def _plot(results: list[dict], path: Path) -> None:
@@ -361,14 +364,8 @@ def write_results(
     paper = PAPER_2LAYER if s.get("latent_dims") else PAPER
     raw = {"settings": s, "command": command, "paper": {f"{m}_k{k}": v for (m, k), v in paper.items()},
            "rows": results, "pending_rows": pending}  # fmt: skip
-    stem.with_suffix(".json").write_text(json.dumps(raw, indent=2))
-    with open(stem.with_suffix(".csv"), "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["method", "k", "epoch", "test_bound", "val_elbo", "train_loss", "seconds"])
-        for r in results:
-            for p in r["curve"]:
-                w.writerow([r["method"], r["k"], p["epoch"], p["test_bound"], p["val_elbo"],
-                            p["train_loss"], p["seconds"]])  # fmt: skip
+    curves = [[r["method"], r["k"], p["epoch"], p["test_bound"], p["val_elbo"], p["train_loss"],
+               p["seconds"]] for r in results for p in r["curve"]]  # fmt: skip
     if results:
         _plot(results, stem.with_suffix(".png"))
     n_eval = s["eval_images"] or "all"
@@ -401,19 +398,21 @@ def write_results(
         "",
         "## Results (nats; lower NLL is better)",
         "",
-        "| method | k | our NLL | ± s.e. | paper NLL | our active units | paper active units "
-        "| our test ELBO | our test bound (training k) | train time (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    table = []
     for r in results:
         p_nll, p_au = paper.get((r["method"], r["k"]), (float("nan"), "-"))
-        lines.append(
-            f"| {r['method'].upper()} | {r['k']} | {r['nll']:.2f} | {r['nll_stderr']:.2f} | "
-            f"{p_nll:.2f} | {r['active_units']}/{(s.get('latent_dims') or [r['latent_dim']])[0]} | {p_au} | "
-            f"{r['test_elbo']:.2f} | {r['test_bound']:.2f} | {r['train_seconds']:.0f} |"
-        )
+        table.append([
+            r["method"].upper(), r["k"], f"{r['nll']:.2f}", f"{r['nll_stderr']:.2f}", f"{p_nll:.2f}",
+            f"{r['active_units']}/{(s.get('latent_dims') or [r['latent_dim']])[0]}", p_au,
+            f"{r['test_elbo']:.2f}", f"{r['test_bound']:.2f}", f"{r['train_seconds']:.0f}",
+        ])  # fmt: skip
     for row in pending:
-        lines.append(f"| {row['row']} | | not finished ({row['status']}) | | | | | | | |")
+        table.append([row["row"], "", f"not finished ({row['status']})", *[""] * 7])
+    lines += markdown_table(
+        ["method", "k", "our NLL", "± s.e.", "paper NLL", "our active units", "paper active units",
+         "our test ELBO", "our test bound (training k)", "train time (s)"], table,
+    )  # fmt: skip
     lines += [
         "",
         f"Every row with numbers is final (trained its {s['epochs']} epochs, then evaluated). "
@@ -441,7 +440,7 @@ def write_results(
         f"Raw numbers: `{name}.json` (per row, with settings), per-epoch curves: `{name}.csv`.",
         "",
     ]
-    stem.with_suffix(".md").write_text("\n".join(lines))
+    write_files(stem, raw, lines, CURVE_COLUMNS, curves)
 
 
 def _table(rows: list[tuple[str, int]], s: dict, runs_dir: Path) -> tuple[list[dict], list[str]]:
@@ -459,13 +458,7 @@ def _table(rows: list[tuple[str, int]], s: dict, runs_dir: Path) -> tuple[list[d
         if done is not None:
             table.append(done)
         elif (m, k) in rows or (runs_dir / f"{m}_k{k}").is_dir():
-            folder = runs_dir / f"{m}_k{k}"
-            done_epochs = trained_epochs(folder) if folder.is_dir() else 0
-            status = (
-                f"still training: {done_epochs} of {s['epochs']} epochs"
-                if done_epochs
-                else "not started"
-            )
+            status = row_status(runs_dir / f"{m}_k{k}", s["epochs"])
             pending.append({"row": f"{m.upper()} k={k}", "status": status})
     return table, pending
 
@@ -491,7 +484,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         return table
     for m, k in rows:
         print(f"row {m} k={k}", flush=True)
-        results.append(run_row(m, k, s, data, test, x_eval, runs_dir, args.progress))
+        results.append(train_row(m, k, s, data, test, x_eval, runs_dir, args.progress))
         table, pending = _table(rows, s, runs_dir)
         write_results(table, s, results_dir, pending, command)
         r = results[-1]

@@ -37,6 +37,10 @@ from pyro_cvae.data.molecules import split_smiles
 from pyro_cvae.evaluate.molecules import generate_molecules, molecule_metrics, property_control
 from pyro_cvae.models import MoleculeConfig, MoleculeCVAE
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # experiments/_common.py, run or loaded
+from _common import RowFile, markdown_table, run_row  # noqa: E402
+from _common import write_results as write_files  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results"
 RUNS = Path(__file__).resolve().parent / "runs" / "molecules"
 
@@ -92,9 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _train(data, conditional: bool, args, out: Path) -> tuple[MoleculeCVAE, float]:
-    """Train (or resume, from the run folder ``out``) one model; returns it and its training
-    seconds summed over the epochs of every call."""
+def _train(data, conditional: bool, args, out: Path):
+    """Train (or resume, from the run folder ``out``) one model; returns it and its History
+    (the seconds of every epoch, whichever call trained it)."""
     pyro.set_rng_seed(args.seed)
     cfg = MoleculeConfig.for_data(data, unconditional=not conditional,
                                   latent_dim=args.latent_dim, hidden_dim=args.hidden)  # fmt: skip
@@ -106,7 +110,7 @@ def _train(data, conditional: bool, args, out: Path) -> tuple[MoleculeCVAE, floa
     except CheckpointError as e:
         raise SystemExit(f"{e}\n(--runs-dir {out.parent} holds a run of other settings: pass "
                          "another --runs-dir, or remove that folder to start it again)") from e  # fmt: skip
-    return model.eval(), sum(r["seconds"] for r in history.rows)
+    return model.eval(), history
 
 
 def main(argv=None) -> dict:
@@ -135,45 +139,50 @@ def main(argv=None) -> dict:
         Path(args.results_dir) / "runs" if args.tiny else RUNS)  # fmt: skip
     for name, conditional in (("CVAE", True), ("VAE", False)):
         run = runs / f"{name.lower()}-n{args.train_size}-seed{args.seed}"
-        done = run / "result.json"  # a finished model of the same budget is not redone
-        if done.exists() and _same_budget(json.loads(done.read_text()).get("budget"), out):
-            out["models"][name] = json.loads(done.read_text())["metrics"]
-            out["picture"] = out.get("picture") or json.loads(done.read_text()).get("picture")
-            print(name, "(finished earlier)", json.dumps(out["models"][name]))
-            continue
-        model, seconds = _train(data, conditional, args, run)
-        pyro.set_rng_seed(args.seed + 1)
-        schema = data.schema if conditional else None
-        free = [{}] if conditional else None  # the CVAE at the median properties
-        rows = generate_molecules(model, schema, free, args.generate)
-        metrics = molecule_metrics([r["smiles"] if r["valid"] else None for r in rows],
-                                   train_smiles)  # fmt: skip
-        targets = [{"logp": g} for g in grid]
-        if conditional:
-            rows = generate_molecules(model, schema, targets, args.per_target)
-        else:
-            rows = generate_molecules(model, None, None, args.per_target * len(grid))
-            for i, r in enumerate(rows):  # pair the unconditioned samples with the grid
-                r["requested_logp"] = grid[i // args.per_target]
-        metrics.update(property_control(rows, ["logp"]))
-        metrics["logp_achieved_mean"] = _achieved(rows, grid, args.per_target)
-        if conditional:
-            picture = _picture(rows, grid, args, "molecules.tiny.png" if args.tiny else "")
-            out["picture"] = picture and Path(picture).name
-        metrics["train_seconds"] = seconds
-        out["models"][name] = metrics
-        done.write_text(json.dumps({"budget": out["budget"], "metrics": metrics,
-                                    "picture": out.get("picture") if conditional else None}))  # fmt: skip
-        print(name, json.dumps(metrics))
+        trained = {}
+
+        def train(epochs: int, conditional=conditional, run=run, trained=trained):
+            trained["model"], history = _train(data, conditional, args, run)
+            return history
+
+        def evaluate(history, conditional=conditional, trained=trained) -> dict:
+            model = trained["model"]
+            pyro.set_rng_seed(args.seed + 1)
+            schema = data.schema if conditional else None
+            free = [{}] if conditional else None  # the CVAE at the median properties
+            rows = generate_molecules(model, schema, free, args.generate)
+            metrics = molecule_metrics([r["smiles"] if r["valid"] else None for r in rows],
+                                       train_smiles)  # fmt: skip
+            targets = [{"logp": g} for g in grid]
+            if conditional:
+                rows = generate_molecules(model, schema, targets, args.per_target)
+            else:
+                rows = generate_molecules(model, None, None, args.per_target * len(grid))
+                for i, r in enumerate(rows):  # pair the unconditioned samples with the grid
+                    r["requested_logp"] = grid[i // args.per_target]
+            metrics.update(property_control(rows, ["logp"]))
+            metrics["logp_achieved_mean"] = _achieved(rows, grid, args.per_target)
+            picture = None
+            if conditional:
+                picture = _picture(rows, grid, args, "molecules.tiny.png" if args.tiny else "")
+                picture = picture and Path(picture).name
+            metrics["train_seconds"] = sum(r["seconds"] for r in history.rows)
+            return {"metrics": metrics, "picture": picture}
+
+        # a finished model of the same budget (the thread count aside) is not redone
+        cache = RowFile(run / "result.json", out["budget"], settings_key="budget",
+                        same=lambda saved, budget: _same_budget(saved, {"budget": budget}))  # fmt: skip
+        row = run_row(run, args.epochs, train, evaluate, cache)
+        out["models"][name] = row["metrics"]
+        out["picture"] = out.get("picture") or row.get("picture")
+        print(name, *([] if trained else ["(finished earlier)"]), json.dumps(row["metrics"]))
         _write(out, folder, suffix)  # finished rows are written as they complete
     _write(out, folder, suffix)
     return out
 
 
 def _write(out: dict, folder: Path, suffix: str) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"molecules{suffix}.json").write_text(json.dumps(out, indent=2))
-    (folder / f"molecules{suffix}.md").write_text(_markdown(out))
+    write_files(folder / f"molecules{suffix}", out, _markdown(out))
 
 
 def _same_budget(saved: dict | None, out: dict) -> bool:
@@ -222,19 +231,18 @@ def _markdown(out: dict) -> str:
     lines = ["# Molecules conditioned on properties (MOSES)", "",
              f"Written by `experiments/molecules.py`: `{out.get('command', '(command not recorded)')}`.",
              "", f"Budget (2 CPU cores, shared with other runs): `{json.dumps(out['budget'])}`; "
-             f"logP grid {out['logp_grid']}.", "",
-             "| model | " + " | ".join(cols) + " | status |", "|---" * (len(cols) + 2) + "|"]  # fmt: skip
+             f"logP grid {out['logp_grid']}.", ""]  # fmt: skip
+    table = []
     for name in ("CVAE", "VAE"):
         m = out["models"].get(name)
         if m is None:
-            lines.append(f"| {name} (ours) | " + " | ".join("-" for _ in cols)
-                         + " | not finished (still training: run the command again) |")  # fmt: skip
+            table.append([f"{name} (ours)", *("-" for _ in cols),
+                          "not finished (still training: run the command again)"])  # fmt: skip
         else:
-            lines.append(f"| {name} (ours) | " + " | ".join(fmt(m.get(c)) for c in cols)
-                         + " | final |")  # fmt: skip
+            table.append([f"{name} (ours)", *(fmt(m.get(c)) for c in cols), "final"])
     for name, m in out["published"].items():
-        lines.append(f"| {name} | " + " | ".join(fmt(m.get(c.replace("10000", "10k")))
-                                                 for c in cols) + " | published |")  # fmt: skip
+        table.append([name, *(fmt(m.get(c.replace("10000", "10k"))) for c in cols), "published"])
+    lines += markdown_table(["model", *cols, "status"], table)
     achieved = {n: m.get("logp_achieved_mean") for n, m in out["models"].items()}
     lines += ["", f"Mean achieved logP of the valid molecules per requested logP {out['logp_grid']}"
               f" (the VAE's unconditioned samples split into groups of the same size): "

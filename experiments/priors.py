@@ -36,7 +36,6 @@ References:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -46,12 +45,15 @@ import torch
 
 import pyro_cvae
 from pyro_cvae.checkpoint import list_checkpoints
-from pyro_cvae.cli._common import int_list
+from pyro_cvae.cli.types import int_list
 from pyro_cvae.data import Split
 from pyro_cvae.evaluate import active_units, elbo_per_image, log_likelihood
 from pyro_cvae.judge import control_score
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # experiments/_common.py, whether run as a script or loaded by path
+from _common import RowFile, markdown_table, nll_summary, run_row, standard_error  # noqa: E402
+from _common import write_results as write_files  # noqa: E402
 
 #: Tomczak and Welling (2018), MNIST table, dynamic MNIST, VAE with one stochastic layer (MLP):
 #: test log-likelihood in nats (k = 5000), negated
@@ -216,68 +218,68 @@ def _model(s: dict, row: dict, data) -> pyro_cvae.CVAE:
     return pyro_cvae.CVAE(cfg)
 
 
-def run_row(name: str, s: dict, data, runs_dir: Path, progress: bool) -> tuple[dict, torch.Tensor]:
+def train_row(name: str, s: dict, data, runs_dir: Path, progress: bool):
     """Train (or resume) one row and evaluate it; returns its metrics and sample images."""
     row = s["rows"][name]
     folder = runs_dir / name.replace(" ", "_").replace("/", "_per_")
-    done = folder / "row.json"
     pyro.set_rng_seed(s["seed"])
     model = _model(s, row, data)
     key = {k: v for k, v in s.items() if k != "rows"} | {"row": row}
-    if done.exists():
-        saved = json.loads(done.read_text())
-        if saved.get("settings") == json.loads(json.dumps(key)):
-            model.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
-            model.eval()
-            pyro.set_rng_seed(s["seed"])
-            return saved["metrics"], _samples(model, data)
     train_cfg = pyro_cvae.TrainConfig(
         epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"], objective="elbo",
         seed=s["seed"], validate_every=0, warmup_epochs=s.get("warmup_epochs", 0),
     )  # fmt: skip
-    history = pyro_cvae.fit(
-        model, data, train_cfg, out=folder, resume=bool(list_checkpoints(folder)),
-        overwrite=True, progress=progress,
-    )  # fmt: skip
+
+    def train(epochs: int):
+        return pyro_cvae.fit(
+            model, data, train_cfg.replace(epochs=epochs), out=folder,
+            resume=bool(list_checkpoints(folder)), overwrite=True, progress=progress,
+        )  # fmt: skip
+
+    def evaluate(history) -> dict:
+        model.eval()
+        pyro.set_rng_seed(s["seed"])
+        test = data.eval_split("test")
+        n = s["eval_images"] or len(test)
+        y = test.y if row["conditional"] else None
+        x_eval, y_eval = test.x[:n], None if y is None else y[:n]
+        t0 = time.perf_counter()
+        ll = log_likelihood(
+            model, x_eval, y_eval, s["eval_samples"], max_floats=2**23, progress=progress
+        )
+        nll_s = time.perf_counter() - t0
+        elbo = elbo_per_image(model, Split(x_eval, test.y[:n]), num_samples=10)
+        n_active, _ = active_units(model, test.x, y)
+        metrics = {
+            "prior": row["prior"],
+            "prior_options": row["options"],
+            "conditional": row["conditional"],
+            **nll_summary(ll),
+            "log_px": [round(v, 4) for v in ll.tolist()],  # per image, for paired comparisons
+            "elbo": elbo.mean().item(),
+            "active_units": n_active,
+            "latent_dim": s["latent_dim"],
+            "train_loss_last_epoch": history.last.get("train_loss"),
+            "epochs_trained": len(history),
+            "train_seconds": round(sum(r["seconds"] for r in history.rows), 1),
+            "nll_seconds": round(nll_s, 1),
+            "parameters": sum(p.numel() for p in model.parameters()),
+        }
+        if row["conditional"]:
+            cs = control_score(model, data, num_per_class=s["control_samples"])
+            metrics["control_score"] = cs["control_score"]
+            metrics["control_per_class"] = cs["per_class"]
+            metrics["judge_test_accuracy"] = cs["judge_test_accuracy"]
+        metrics["eval_seconds"] = round(time.perf_counter() - t0, 1)
+        torch.save(model.state_dict(), folder / "model.pt")
+        return {"metrics": metrics}
+
+    done = run_row(folder, s["epochs"], train, evaluate, RowFile(folder / "row.json", key))
+    # a cached row: its model, as trained then (a row trained now: the same weights)
+    model.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
     model.eval()
     pyro.set_rng_seed(s["seed"])
-    test = data.eval_split("test")
-    n = s["eval_images"] or len(test)
-    y = test.y if row["conditional"] else None
-    x_eval, y_eval = test.x[:n], None if y is None else y[:n]
-    t0 = time.perf_counter()
-    ll = log_likelihood(
-        model, x_eval, y_eval, s["eval_samples"], max_floats=2**23, progress=progress
-    )
-    nll_s = time.perf_counter() - t0
-    elbo = elbo_per_image(model, Split(x_eval, test.y[:n]), num_samples=10)
-    n_active, _ = active_units(model, test.x, y)
-    metrics = {
-        "prior": row["prior"],
-        "prior_options": row["options"],
-        "conditional": row["conditional"],
-        "nll": -ll.mean().item(),
-        "nll_stderr": (ll.std() / max(1, ll.numel()) ** 0.5).item(),
-        "log_px": [round(v, 4) for v in ll.tolist()],  # per image, for paired comparisons
-        "elbo": elbo.mean().item(),
-        "active_units": n_active,
-        "latent_dim": s["latent_dim"],
-        "train_loss_last_epoch": history.last.get("train_loss"),
-        "epochs_trained": len(history),
-        "train_seconds": round(sum(r["seconds"] for r in history.rows), 1),
-        "nll_seconds": round(nll_s, 1),
-        "parameters": sum(p.numel() for p in model.parameters()),
-    }
-    if row["conditional"]:
-        cs = control_score(model, data, num_per_class=s["control_samples"])
-        metrics["control_score"] = cs["control_score"]
-        metrics["control_per_class"] = cs["per_class"]
-        metrics["judge_test_accuracy"] = cs["judge_test_accuracy"]
-    metrics["eval_seconds"] = round(time.perf_counter() - t0, 1)
-    torch.save(model.state_dict(), folder / "model.pt")
-    done.write_text(json.dumps({"settings": key, "metrics": metrics}, indent=2))
-    pyro.set_rng_seed(s["seed"])
-    return metrics, _samples(model, data)
+    return done["metrics"], _samples(model, data)
 
 
 @torch.no_grad()
@@ -304,8 +306,6 @@ def write_results(s: dict, results: dict, samples: dict, out: Path, wall: float)
         "row_seconds_total": round(_row_seconds(results), 1),
         "command": " ".join(["python", "experiments/priors.py", *sys.argv[1:]]),
     }
-    (out / "priors.json").write_text(json.dumps(payload, indent=2))
-
     n_img = s["eval_images"] or "all"
     lines = [
         "# Priors of a CVAE on " + s["dataset"],
@@ -327,18 +327,21 @@ def write_results(s: dict, results: dict, samples: dict, out: Path, wall: float)
         f"{_row_seconds(results) / 60:.1f} min of training and evaluation in all (the rows' "
         "own timings, whichever call ran them) on a CPU shared with other jobs, 1 thread.",
         "",
-        "| row | prior | options | label | test NLL (nats) | ± s.e. | NLL - baseline (paired "
-        "s.e.) | test -ELBO | active units | control score | train s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    table = []
     for name, m in results.items():
         opts = ", ".join(f"{k}={v}" for k, v in m["prior_options"].items()) or "-"
-        lines.append(
-            f"| {name} | {m['prior']} | {opts} | {'y' if m['conditional'] else 'none'} "
-            f"| {_fmt(m['nll'])} | {_fmt(m['nll_stderr'])} | {_paired(results, name)} "
-            f"| {_fmt(-m['elbo'])} | {m['active_units']}/{m['latent_dim']} "
-            f"| {_fmt(m.get('control_score'), 3)} | {m['train_seconds']:.0f} |"
-        )
+        table.append([
+            name, m["prior"], opts, "y" if m["conditional"] else "none", _fmt(m["nll"]),
+            _fmt(m["nll_stderr"]), _paired(results, name), _fmt(-m["elbo"]),
+            f"{m['active_units']}/{m['latent_dim']}", _fmt(m.get("control_score"), 3),
+            f"{m['train_seconds']:.0f}",
+        ])  # fmt: skip
+    lines += markdown_table(
+        ["row", "prior", "options", "label", "test NLL (nats)", "± s.e.",
+         "NLL - baseline (paired s.e.)", "test -ELBO", "active units", "control score",
+         "train s"], table,
+    )  # fmt: skip
     pending = [name for name in s["rows"] if name not in results]
     lines += [
         "",
@@ -359,7 +362,7 @@ def write_results(s: dict, results: dict, samples: dict, out: Path, wall: float)
     if s["dataset"] == "mnist":
         lines += _comparison(results)
     lines += ["", "![conditional samples under each prior](priors.png)", ""]
-    (out / "priors.md").write_text("\n".join(lines))
+    write_files(out / "priors", payload, lines)
     _figure(samples, out / "priors.png")
 
 
@@ -380,7 +383,7 @@ def _paired(results: dict, name: str) -> str:
     if not a or not b or len(a) != len(b):
         return "n/a"
     d = -(torch.tensor(a) - torch.tensor(b))  # NLL difference per image
-    return f"{d.mean().item():+.2f} ± {(d.std() / len(d) ** 0.5).item():.2f}"
+    return f"{d.mean().item():+.2f} ± {standard_error(d):.2f}"
 
 
 def _comparison(results: dict) -> list[str]:
@@ -470,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     results, samples = {}, {}
     for name in s["rows"]:
         t_row = time.perf_counter()
-        results[name], samples[name] = run_row(name, s, data, runs_dir, args.progress)
+        results[name], samples[name] = train_row(name, s, data, runs_dir, args.progress)
         m = results[name]
         print(
             f"{name:>14}: NLL {m['nll']:.2f}  ELBO {m['elbo']:.2f}  AU {m['active_units']}  "

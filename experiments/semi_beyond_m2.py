@@ -38,19 +38,18 @@ import pyro
 import torch
 
 import pyro_cvae
-from pyro_cvae.checkpoint import trained_epochs
+from pyro_cvae.cli.types import int_list, nonnegative_int_list
 from pyro_cvae.data import partial_labels
 from pyro_cvae.models import ADGM, M2, SDGM, AuxiliaryConfig, ModelConfig
 from pyro_cvae.train import SemiSupervisedConfig, TrainConfig, fit_m1m2, fit_semisupervised
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # experiments/_common.py, whether run as a script or loaded by path
+from _common import ResultsRows, markdown_table, run_row  # noqa: E402
+
 METHODS = ("m2", "iw-m2", "m1m2", "adgm", "sdgm")
 #: test error (%) at 100 MNIST labels in the papers: Kingma et al. 2014, Maaløe et al. 2016
 PAPER_ERROR_100 = {"m2": 11.97, "m1m2": 3.33, "adgm": 0.96, "sdgm": 1.32}
-
-
-def _int_list(text: str) -> list[int]:
-    return [int(v) for v in text.split(",") if v.strip()]
 
 
 def _methods(text: str) -> list[str]:
@@ -71,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dataset", default="mnist", help="data set (default mnist)")
     p.add_argument("--labels", type=int, default=100, help="labelled training images (100)")
-    p.add_argument("--seeds", type=_int_list, default=[0], help="seeds, label draws (0)")
+    p.add_argument("--seeds", type=nonnegative_int_list, default=[0], help="seeds, label draws (0)")
     p.add_argument("--methods", type=_methods, default=list(METHODS),
                    help=f"comma-separated rows (default {','.join(METHODS)})")  # fmt: skip
     p.add_argument("--epochs", type=int, default=100, help="epochs per row (100)")
@@ -79,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs-per-call", type=int, default=5,
                    help="epochs between checkpoints and result updates (5)")  # fmt: skip
     p.add_argument("--particles", type=int, default=5, help="K of IW-M2 (default 5)")
-    p.add_argument("--hidden", type=_int_list, default=[500], help="hidden widths (500)")
+    p.add_argument("--hidden", type=int_list, default=[500], help="hidden widths (500)")
     p.add_argument("--latent-dim", type=int, default=50, help="z (and M1+M2's z2) width (50)")
     p.add_argument("--aux-dim", type=int, default=100, help="a's width, ADGM/SDGM (100)")
     p.add_argument("--m1-latent-dim", type=int, default=50, help="M1's z1 width (50)")
@@ -186,16 +185,19 @@ def write_results(results: dict, out: Path) -> None:
         "shared 2-core machine. Test error of q(y|x) after the last epoch trained (no model "
         "selection on the test set).",
         "",
-        "| method | epochs | test error % | val error % | train s | paper error % | seed | status |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
+    table = []
     for r in results["rows"]:
         paper = PAPER_ERROR_100.get(r["key"]) if mnist100 else None
         status = "final" if r["final"] else f"still training (budget {b['max_epochs']} epochs)"
-        lines.append(
-            f"| {r['method']} | {r['epochs']} | {r['test_error']:.2f} | {r['val_error']:.2f} | "
-            f"{r['train_seconds']:.0f} | {paper if paper else '-'} | {r['seed']} | {status} |"
-        )
+        table.append([
+            r["method"], r["epochs"], f"{r['test_error']:.2f}", f"{r['val_error']:.2f}",
+            f"{r['train_seconds']:.0f}", paper if paper else "-", r["seed"], status,
+        ])  # fmt: skip
+    lines += markdown_table(
+        ["method", "epochs", "test error %", "val error %", "train s", "paper error %", "seed",
+         "status"], table, align=["---", "---:", "---:", "---:", "---:", "---:", "---:", "---"],
+    )  # fmt: skip
     iw = [r for r in results["rows"] if r["key"] == "iw-m2"]
     m2 = [r for r in results["rows"] if r["key"] == "m2"]
     if iw and m2:
@@ -255,7 +257,7 @@ def main(argv: list[str] | None = None) -> dict:
     n = len(data.train)
     budget = {
         "dataset": data.name, "train_images": n, "test_images": len(data.test),
-        "labels": args.labels, "hidden": args.hidden, "latent_dim": args.latent_dim,
+        "labels": args.labels, "hidden": list(args.hidden), "latent_dim": args.latent_dim,
         "aux_dim": args.aux_dim, "m1_latent_dim": args.m1_latent_dim,
         "m1_epochs": args.m1_epochs or args.epochs, "lr": args.lr, "batch_size": args.batch_size,
         "max_epochs": args.epochs, "particles": args.particles,
@@ -272,29 +274,41 @@ def main(argv: list[str] | None = None) -> dict:
         previous = json.loads(path.read_text())
         if previous.get("budget") == budget:
             results["rows"] = previous["rows"]
+    stopped = []
+
+    def out_of_time() -> bool:
+        if args.max_minutes is not None and time.time() - t0 > 60 * args.max_minutes:
+            print("--max-minutes reached; run again to continue", flush=True)
+            stopped.append(True)
+        return bool(stopped)
+
+    def save(results: dict) -> None:  # after every call of a row: its row, the files
+        results["updated"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+        write_results(results, out)
+        plot_curves(results["rows"], out / "semi_beyond_m2_error.png")
+        row = results["rows"][-1]
+        print(f"{row['method']}, seed {row['seed']}: {row['epochs']} epochs, test error "
+              f"{row['test_error']:.2f}%", flush=True)  # fmt: skip
+
     for seed in args.seeds:
         mask = partial_labels(data, args.labels, seed=seed)
         for method in args.methods:
-            done = trained_epochs(Path(args.run_dir) / f"{data.name}-{method}-{args.labels}-seed{seed}"
-                                  / ("m2" if method == "m1m2" else ""))  # fmt: skip
-            have = any((r["key"], r["seed"]) == (method, seed) for r in results["rows"])
-            epochs = min(done, args.epochs)
-            while epochs < args.epochs or not have:  # a finished run without a row: its row
-                if args.max_minutes is not None and time.time() - t0 > 60 * args.max_minutes:
-                    print("--max-minutes reached; run again to continue", flush=True)
-                    return results
-                epochs = min(epochs + args.epochs_per_call, args.epochs) if epochs < args.epochs \
-                    else epochs  # fmt: skip
-                have = True
-                history, extra = train_row(method, data, mask, args, seed, epochs)
-                row = _row(method, args, seed, history, extra)
-                results["rows"] = [r for r in results["rows"]
-                                   if (r["key"], r["seed"]) != (method, seed)] + [row]  # fmt: skip
-                results["updated"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
-                write_results(results, out)
-                plot_curves(results["rows"], out / "semi_beyond_m2_error.png")
-                print(f"{row['method']}, seed {seed}: {row['epochs']} epochs, test error "
-                      f"{row['test_error']:.2f}%", flush=True)  # fmt: skip
+            run = Path(args.run_dir) / f"{data.name}-{method}-{args.labels}-seed{seed}"
+            extra = {}  # M1's training seconds (M1+M2)
+
+            def train(epochs: int, method=method, seed=seed, mask=mask, extra=extra):
+                history, extra["seconds"] = train_row(method, data, mask, args, seed, epochs)
+                return history
+
+            def evaluate(history, method=method, seed=seed, extra=extra) -> dict:
+                return _row(method, args, seed, history, extra["seconds"])
+
+            run_row(run / ("m2" if method == "m1m2" else ""), args.epochs, train, evaluate,
+                    ResultsRows(results, {"key": method, "seed": seed}, save),
+                    epochs_per_call=args.epochs_per_call, evaluate_every_call=True,
+                    stop=out_of_time, is_final=lambda r: r["epochs"] >= args.epochs)  # fmt: skip
+            if stopped:
+                return results
     return results
 
 

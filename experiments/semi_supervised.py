@@ -47,21 +47,20 @@ from torch.nn import functional as F
 
 import pyro_cvae
 from pyro_cvae.checkpoint import CheckpointError, trained_epochs
+from pyro_cvae.cli.types import int_list, nonnegative_int_list
 from pyro_cvae.data import partial_labels
 from pyro_cvae.evaluate import accuracy
 from pyro_cvae.models import M2, ModelConfig
 from pyro_cvae.nn.nets import Classifier
 from pyro_cvae.train import RunFolderError, SemiSupervisedConfig, fit_semisupervised
 
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # experiments/_common.py, whether run as a script or loaded by path
+from _common import ResultsRows, markdown_table, run_row  # noqa: E402
+
 #: Kingma et al. (2014), Table 1, M2 test error (%) and Pyro's SS-VAE tutorial accuracy (%)
 PAPER_M2_ERROR = {100: 11.97, 600: 4.94, 1000: 3.60, 3000: 3.92}
 PYRO_TUTORIAL_ACCURACY = {100: 93.2, 600: 94.4, 1000: 94.9, 3000: 95.8}
-
-HERE = Path(__file__).resolve().parent
-
-
-def _int_list(text: str) -> list[int]:
-    return [int(v) for v in text.split(",") if v.strip()]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,14 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dataset", default="mnist", help="data set (default mnist)")
     p.add_argument(
-        "--labels", type=_int_list, default=[100, 1000, 3000],
+        "--labels", type=int_list, default=[100, 1000, 3000],
         help="comma-separated numbers of labelled training images (default 100,1000,3000)",
     )  # fmt: skip
     p.add_argument(
-        "--iwae-labels", type=_int_list, default=[100],
+        "--iwae-labels", type=nonnegative_int_list, default=[100],
         help="label counts at which IW-M2 is also trained (default 100; empty string: none)",
     )  # fmt: skip
-    p.add_argument("--seeds", type=_int_list, default=[0], help="seeds (default 0)")
+    p.add_argument("--seeds", type=nonnegative_int_list, default=[0], help="seeds (default 0)")
     p.add_argument("--epochs", type=int, default=20, help="most epochs per M2 run (default 20)")
     p.add_argument("--particles", type=int, default=1, help="K of IW-M2, per label (default 1)")
     p.add_argument(
@@ -87,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="epochs between checkpoints (and deadline checks) of a run (default 1; raise it "
         "for small data sets, where a checkpoint costs more than an epoch)",
     )  # fmt: skip
-    p.add_argument("--hidden", type=_int_list, default=[500], help="hidden widths (500)")
+    p.add_argument("--hidden", type=int_list, default=[500], help="hidden widths (500)")
     p.add_argument("--latent-dim", type=int, default=50, help="latent dimensions (50)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (1e-3)")
     p.add_argument("--batch-size", type=int, default=100, help="unlabelled images per step")
@@ -207,11 +206,12 @@ def class_weight(args, n: int, labels: int) -> float | None:
 
 
 def run_m2(data, mask, model_cfg, args, objective: str, labels: int, seed: int,
-           seconds: float | None):  # fmt: skip
-    """Train one M2 (objective 'elbo' or 'iwae') one epoch at a time until ``args.epochs`` or
-    until the next epoch would overrun ``seconds``; returns its result row and the model.
+           seconds: float | None, cache):  # fmt: skip
+    """Train one M2 (objective 'elbo' or 'iwae') ``args.epochs_per_call`` epochs at a time until
+    ``args.epochs`` or until the next call would overrun ``seconds``; cache its result row in
+    ``cache`` and return it with the model.
 
-    Each epoch resumes the run folder's checkpoint, so a restarted experiment continues a run
+    Each call resumes the run folder's checkpoint, so a restarted experiment continues a run
     (same settings; only the number of epochs may differ) instead of starting it again.
     """
     pyro.set_rng_seed(seed)
@@ -224,37 +224,47 @@ def run_m2(data, mask, model_cfg, args, objective: str, labels: int, seed: int,
     )  # fmt: skip
     out = Path(args.run_dir) / f"{data.name}-{objective}-{labels}-seed{seed}"
     t0 = time.perf_counter()
-    history = None
-    done = min(trained_epochs(out), args.epochs)  # a resumed run goes on from its checkpoint
-    while history is None or len(history) < args.epochs:
-        done = len(history) if history is not None else done
-        epoch_cfg = cfg.replace(epochs=min(done + max(1, args.epochs_per_call), args.epochs))
+    # epochs before the last call and the seconds of that call's epochs (None: no call yet)
+    calls = {"done": min(trained_epochs(out), args.epochs), "last": None}
+
+    def train(epochs: int):
+        epoch_cfg = cfg.replace(epochs=epochs)
         try:
             history = fit_semisupervised(model, data, epoch_cfg, labelled=mask, out=out,
                                          resume=True, progress=not args.quiet)  # fmt: skip
         except (CheckpointError, RunFolderError):  # a run with other settings: start afresh
             history = fit_semisupervised(model, data, epoch_cfg, labelled=mask, out=out,
                                          overwrite=True, progress=not args.quiet)  # fmt: skip
-        last = sum(r["seconds"] for r in history.rows[done:])  # this call's epochs
-        if seconds is not None and time.perf_counter() - t0 + 1.05 * last > seconds:
-            break
-    test = data.eval_split("test")
-    n_gen = min(args.gen_images, len(test))
-    gen_split = pyro_cvae.Split(test.x[:n_gen], test.y[:n_gen])
-    pyro.set_rng_seed(seed)
-    gen_acc = accuracy(model, gen_split, generative=args.gen_particles)
-    row = {
-        "method": method_label(objective, cfg.particles),
-        "objective": objective, "labels": labels, "seed": seed, "epochs": len(history),
-        "test_error": 100 * (1 - history.last["test_accuracy"]),
-        "val_error": 100 * (1 - history.last["val_accuracy"]),
-        "generative_error": 100 * (1 - gen_acc),
-        "generative_images": n_gen, "generative_particles": args.gen_particles,
-        "train_seconds": sum(r["seconds"] for r in history.rows),
-        "final": len(history) >= args.epochs,  # False: stopped by the deadline
-        "class_weight": cfg.class_weight,
-        "curve": [100 * (1 - r["test_accuracy"]) for r in history.rows],
-    }  # fmt: skip
+        calls["last"] = sum(r["seconds"] for r in history.rows[calls["done"] :])
+        calls["done"] = len(history)
+        return history
+
+    def out_of_time() -> bool:  # the next call would overrun the seconds left
+        return (seconds is not None and calls["last"] is not None
+                and time.perf_counter() - t0 + 1.05 * calls["last"] > seconds)  # fmt: skip
+
+    def evaluate(history) -> dict:
+        test = data.eval_split("test")
+        n_gen = min(args.gen_images, len(test))
+        gen_split = pyro_cvae.Split(test.x[:n_gen], test.y[:n_gen])
+        pyro.set_rng_seed(seed)
+        gen_acc = accuracy(model, gen_split, generative=args.gen_particles)
+        return {
+            "method": method_label(objective, cfg.particles),
+            "objective": objective, "labels": labels, "seed": seed, "epochs": len(history),
+            "test_error": 100 * (1 - history.last["test_accuracy"]),
+            "val_error": 100 * (1 - history.last["val_accuracy"]),
+            "generative_error": 100 * (1 - gen_acc),
+            "generative_images": n_gen, "generative_particles": args.gen_particles,
+            "train_seconds": sum(r["seconds"] for r in history.rows),
+            "final": len(history) >= args.epochs,  # False: stopped by the deadline
+            "class_weight": cfg.class_weight,
+            "curve": [100 * (1 - r["test_accuracy"]) for r in history.rows],
+        }  # fmt: skip
+
+    row = run_row(out, args.epochs, train, evaluate, cache,
+                  epochs_per_call=max(1, args.epochs_per_call), stop=out_of_time,
+                  is_final=lambda r: r["epochs"] >= args.epochs)  # fmt: skip
     return row, model
 
 
@@ -314,10 +324,8 @@ def write_results(results: dict, out: Path) -> None:
         "model selection on the test set). Generative p(y|x): K = "
         f"{b['gen_particles']} draws of z per label on the first {b['gen_images']} test images.",
         "",
-        "| labels | method | epochs | test error q(y\\|x) % | test error p(y\\|x) % | "
-        "train s | paper M2 error % | Pyro tutorial error % | seed | status |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
+    table = []
     for r in results["rows"]:
         mnist = b["dataset"] == "mnist"  # the references are MNIST numbers
         paper = PAPER_M2_ERROR.get(r["labels"]) if mnist else None
@@ -326,13 +334,17 @@ def write_results(results: dict, out: Path) -> None:
         epochs = r.get("epochs", "-") if "epochs" in r else f"{r['steps']} steps"
         reached = r.get("final", r.get("epochs", b["max_epochs"]) >= b["max_epochs"])
         status = "final" if reached else "stopped by deadline"
-        lines.append(
-            f"| {r['labels']} | {r['method']} | {epochs} | {r['test_error']:.2f} | {gen} | "
-            f"{r.get('train_seconds', r.get('seconds', 0)):.0f} | "
-            f"{paper if paper and r['method'] == 'M2' else '-'} | "
-            f"{f'{100 - tut:.1f}' if tut and r['method'] == 'M2' else '-'} | "
-            f"{r['seed']} | {status} |"
-        )
+        table.append([
+            r["labels"], r["method"], epochs, f"{r['test_error']:.2f}", gen,
+            f"{r.get('train_seconds', r.get('seconds', 0)):.0f}",
+            paper if paper and r["method"] == "M2" else "-",
+            f"{100 - tut:.1f}" if tut and r["method"] == "M2" else "-", r["seed"], status,
+        ])  # fmt: skip
+    lines += markdown_table(
+        ["labels", "method", "epochs", "test error q(y\\|x) %", "test error p(y\\|x) %",
+         "train s", "paper M2 error %", "Pyro tutorial error %", "seed", "status"], table,
+        align=["---:", "---", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---"],
+    )  # fmt: skip
     t = results.get("timing")
     if t:
         lines += [
@@ -480,8 +492,8 @@ def main(argv: list[str] | None = None) -> dict:
         "finished": None,
         "budget": {
             "dataset": data.name, "train_images": n, "test_images": len(data.test),
-            "hidden": args.hidden, "latent_dim": args.latent_dim, "lr": args.lr,
-            "batch_size": args.batch_size, "seeds": args.seeds, "max_epochs": args.epochs,
+            "hidden": list(args.hidden), "latent_dim": args.latent_dim, "lr": args.lr,
+            "batch_size": args.batch_size, "seeds": list(args.seeds), "max_epochs": args.epochs,
             "class_weight": (
                 f"alpha = {args.class_weight_ratio} N N_u / N_l"
                 if args.class_weight_ratio is not None
@@ -502,6 +514,11 @@ def main(argv: list[str] | None = None) -> dict:
                                              args.batch_size, args.seeds[0])  # fmt: skip
         print(f"epoch cost M2 / CVAE: {results['timing']['ratio']:.2f}x", flush=True)
         write_results(results, out)
+
+    def save(results: dict) -> None:  # after every row: the files
+        write_results(results, out)
+        plot_curves(results["rows"], out / "semi_supervised_error.png")
+
     jobs = [(lab, seed, obj) for lab in args.labels for seed in args.seeds
             for obj in (["elbo", "iwae"] if lab in args.iwae_labels else ["elbo"])]  # fmt: skip
     analogies_done = False
@@ -514,23 +531,19 @@ def main(argv: list[str] | None = None) -> dict:
             results["rows"].append({"method": "supervised", "labels": lab, "seed": seed, **sup})
             print(f"{lab} labels, seed {seed}: supervised test error {sup['test_error']:.2f}%",
                   flush=True)  # fmt: skip
-        same = [r for r in results["rows"]
-                if r.get("objective") == obj and r["labels"] == lab and r["seed"] == seed]  # fmt: skip
-        if any(r["epochs"] >= args.epochs for r in same):
+        cache = ResultsRows(results, {"objective": obj, "labels": lab, "seed": seed}, save)
+        cached = cache.read()
+        if cached is not None and cached["epochs"] >= args.epochs:
             continue
         # a row stopped short (by a deadline, or with fewer epochs): its run folder continues
-        results["rows"] = [r for r in results["rows"] if not any(r is o for o in same)]
         # the time left is shared equally by the runs still to do
         seconds = None if end is None else (end - time.time()) / (len(jobs) - i)
-        row, model = run_m2(data, mask, model_cfg, args, obj, lab, seed, seconds)
+        row, model = run_m2(data, mask, model_cfg, args, obj, lab, seed, seconds, cache)
         if obj == "elbo" and not analogies_done:
             plot_analogies(model, data, out / "semi_supervised_analogies.png")
             analogies_done = True
-        results["rows"].append(row)
         print(f"{lab} labels, seed {seed}, {row['method']}: test error {row['test_error']:.2f}% "
               f"(p(y|x): {row['generative_error']:.2f}%), {row['epochs']} epochs", flush=True)  # fmt: skip
-        write_results(results, out)
-        plot_curves(results["rows"], out / "semi_supervised_error.png")
     results["pending"] = []
     results["finished"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
     write_results(results, out)

@@ -47,6 +47,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -63,6 +64,10 @@ from pyro_cvae.data import Split
 from pyro_cvae.data.tables import TableSchema
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # experiments/_common.py, whether run as a script or loaded by path
+from _common import markdown_table  # noqa: E402
+from _common import write_results as write_files  # noqa: E402
+
 TARGET = "class"
 #: table name -> scikit-learn loader
 TABLES = {"wine": sk_datasets.load_wine, "breast_cancer": sk_datasets.load_breast_cancer}
@@ -306,9 +311,7 @@ def main(argv=None) -> dict:
 
 
 def _write(out: dict, folder: Path, suffix: str) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"tabular{suffix}.json").write_text(json.dumps(out, indent=2))
-    (folder / f"tabular{suffix}.md").write_text(markdown(out))
+    write_files(folder / f"tabular{suffix}", out, markdown(out))
 
 
 def _fmt(v, digits=3) -> str:
@@ -342,20 +345,22 @@ def markdown(out: dict) -> str:
             f"## {t} ({info['train_rows']} training / {info['test_rows']} held-out rows, "
             f"{info['columns']} columns, {info['classes']} classes)",
             "",
-            "| model | budget s | train s | epochs | ML efficacy | KS mean | class TVD | "
-            "corr diff | cond. fidelity | rows/s |",
-            "|---|---|---|---|---|---|---|---|---|---|",
         ]
+        table = []
         for m, r in info["rows"].items():
             if "skipped" in r:
-                lines.append(f"| {m} | {b:g} | {r['skipped']} |  |  |  |  |  |  |  |")
+                table.append([m, f"{b:g}", r["skipped"], *[""] * 7])
                 continue
             cells = [r.get(k, "") for k in ("budget_s", "train_s", "epochs", "ml_efficacy",
                                               "ks_mean", "class_tvd", "corr_diff",
                                               "conditional_fidelity", "rows_per_s")]  # fmt: skip
             if m == "real":
                 cells[0] = "-"
-            lines.append(f"| {m} | " + " | ".join(_fmt(c) for c in cells) + " |")
+            table.append([m, *(_fmt(c) for c in cells)])
+        lines += markdown_table(
+            ["model", "budget s", "train s", "epochs", "ML efficacy", "KS mean", "class TVD",
+             "corr diff", "cond. fidelity", "rows/s"], table,
+        )  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

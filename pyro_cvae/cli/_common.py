@@ -1,4 +1,7 @@
-"""What the commands share: argument types, the data flags, and the reading of a run folder.
+"""What the commands share: the data flags and the reading of a run folder.
+
+The argument types (``int_list``, ``positive_int``, ...) are public in :mod:`.types`; they are
+imported here for the commands of this package.
 
 Parsing and printing only; every decision is the library's.
 """
@@ -18,6 +21,7 @@ from .._validate import resolve_device
 from ..checkpoint import run_folder_of
 from ..data import BINARIZATIONS, DATASETS, MOLECULE_DATASETS, load_schema
 from ..models import load
+from .types import comma_list, index_pair, int_list, key_value, positive_int
 
 __all__ = [
     "int_list",
@@ -41,61 +45,6 @@ __all__ = [
     "resolve_labels",
     "images_from_npz",
 ]
-
-
-def int_list(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
-    if not values or any(v <= 0 for v in values):
-        raise argparse.ArgumentTypeError(
-            f"expected positive integers, comma-separated (e.g. 1,5,50), got {text!r}"
-        )
-    return values
-
-
-def key_value(text: str) -> tuple[str, object]:
-    """``KEY=VALUE`` with VALUE read as JSON when it parses (10, 0.5, true), else as text."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE such as components=10, got {text!r}")
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        value = raw
-    return key.strip(), value
-
-
-def positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
-
-
-def index_pair(text: str) -> tuple[int, int]:
-    try:
-        a, b = (int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected two comma-separated integers such as 0,5, got {text!r}"
-        ) from None
-    if a < 0 or b < 0:
-        raise argparse.ArgumentTypeError(f"expected non-negative integers, got {text!r}")
-    return a, b
-
-
-def comma_list(text: str) -> tuple[str, ...]:
-    values = tuple(v.strip() for v in text.split(",") if v.strip())
-    if not values:
-        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
-    return values
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
