@@ -16,8 +16,9 @@ import torch
 
 from .._validate import resolve_device
 from ..checkpoint import run_folder_of
-from ..data import BINARIZATIONS, DATASETS, MOLECULE_DATASETS, load_schema
+from ..data import BINARIZATIONS, DATASETS, MOLECULE_DATASETS
 from ..models import load
+from ..train import load_schema
 
 __all__ = [
     "int_list",

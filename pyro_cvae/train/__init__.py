@@ -1,5 +1,5 @@
-"""Layer 4, training: the one ``fit`` loop, the families it trains, run folders, multi-process
-training, and the training configs.
+"""Layer 4, training: the one ``fit`` loop and its callbacks, the families it trains, run folders
+(and what a reader of a run loads from one), multi-process training, and the training configs.
 
 Imports layers 0 to 3. Nothing else in the package runs a training step.
 """
@@ -20,7 +20,17 @@ from .families import (
 from .loop import History, fit, kl_weight
 from .m1m2 import M1M2, M1M2Result, fit_m1m2, m1_features
 from .quadrants import train_quadrants
-from .run_folder import READER_OUTPUTS, RUN_FILES, CheckpointWriteError, RunFolderError, output_path
+from .run_folder import (
+    READER_OUTPUTS,
+    RUN_FILES,
+    CheckpointWriteError,
+    RunFolder,
+    RunFolderError,
+    load_run_data,
+    load_schema,
+    output_path,
+    run_binarizes,
+)
 from .semisupervised import fit_semisupervised
 
 __all__ = [
@@ -35,6 +45,7 @@ __all__ = [
     "M1M2Result",
     "READER_OUTPUTS",
     "RUN_FILES",
+    "RunFolder",
     "RunFolderError",
     "SemiSupervisedConfig",
     "SemiSupervisedFamily",
@@ -47,8 +58,11 @@ __all__ = [
     "fit_semisupervised",
     "kl_weight",
     "labelled_mask",
+    "load_run_data",
+    "load_schema",
     "m1_features",
     "output_path",
+    "run_binarizes",
     "train_classifier",
     "train_quadrants",
 ]
