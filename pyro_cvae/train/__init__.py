@@ -4,6 +4,7 @@
 Imports layers 0 to 3. Nothing else in the package runs a training step.
 """
 
+from .callbacks import STOP, Callback, CSVLogger, EarlyStopping, ProgressBar, TensorBoard
 from .classifier import train_classifier
 from .config import SemiSupervisedConfig, TrainConfig, config_from_dict
 from .families import (
@@ -35,20 +36,26 @@ from .semisupervised import fit_semisupervised
 
 __all__ = [
     "AuxiliaryFamily",
+    "CSVLogger",
+    "Callback",
     "CheckpointWriteError",
     "ClassifierFamily",
     "CompletionFamily",
     "ConditionalFamily",
+    "EarlyStopping",
     "Family",
     "History",
     "M1M2",
     "M1M2Result",
+    "ProgressBar",
     "READER_OUTPUTS",
     "RUN_FILES",
+    "STOP",
     "RunFolder",
     "RunFolderError",
     "SemiSupervisedConfig",
     "SemiSupervisedFamily",
+    "TensorBoard",
     "TrainConfig",
     "check_data_fits_model",
     "config_from_dict",
