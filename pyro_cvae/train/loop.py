@@ -24,6 +24,7 @@ import signal
 import threading
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from ..data import Dataset
 from ..infer.anneal import scale_latents
 from ..infer.svi import ModuleSVI, NonFiniteLossError, ObjectiveModule, make_adam
 from ..models.contract import check_model, config_dict, latent_sites
-from .callbacks import ProgressBar, TensorBoard, _Hooks, check_callbacks
+from .callbacks import Callback, ProgressBar, TensorBoard, _Hooks, check_callbacks
 from .config import TrainConfig
 from .distributed import DataParallel
 from .families import Family, family_for
@@ -134,7 +135,7 @@ def fit(
     pyro_validation: bool | None = None,
     stop_after_steps: int | None = None,
     tensorboard: bool = False,
-    callbacks=None,
+    callbacks: Sequence[Callback] | Callback | None = None,
     **overrides,
 ) -> History:
     """Train ``model`` on ``data.train`` with stochastic variational inference.

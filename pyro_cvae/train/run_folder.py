@@ -24,8 +24,17 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import CheckpointError, list_checkpoints, run_folder_of, save_checkpoint
-from ..data import SCHEMA_FILE, SCHEMAS, TABLE_FILE, AttributeSchema, Dataset, load_dataset
+from ..data import (
+    SCHEMA_FILE,
+    SCHEMAS,
+    TABLE_FILE,
+    AttributeSchema,
+    Dataset,
+    TableSchema,
+    load_dataset,
+)
 from ..data import read_schema as _read_schema
+from ..data import read_table as _read_table
 
 __all__ = [
     "RunFolder",
@@ -480,6 +489,10 @@ class RunFolder:
             "schema; train it with `pyro-cvae train --dataset colored-digits` (or "
             "pyro_cvae.applications.train_attribute_model), which stores one"
         )
+
+    def table(self) -> TableSchema | None:
+        """The table schema of a table run (its ``table.json``); ``None`` for images."""
+        return _read_table(self.path)
 
 
 def run_binarizes(run: str | Path) -> bool:
