@@ -49,6 +49,9 @@ from .models import (
 )
 from .nn import NETS, PRIORS, register_net
 from .train import (
+    Callback,
+    CSVLogger,
+    EarlyStopping,
     History,
     RunFolderError,
     SemiSupervisedConfig,
@@ -64,9 +67,12 @@ __version__ = "0.1.0"
 __all__ = [
     "ADGM",
     "AuxiliaryConfig",
+    "CSVLogger",
     "CVAE",
+    "Callback",
     "CheckpointError",
     "Dataset",
+    "EarlyStopping",
     "HierarchicalCVAE",
     "History",
     "M2",

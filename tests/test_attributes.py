@@ -21,10 +21,10 @@ from pyro_cvae.data import (
     Continuous,
     colorize,
     dominant_color,
-    load_schema,
     save_schema,
 )
 from pyro_cvae.judge import attribute_control
+from pyro_cvae.train import load_schema
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

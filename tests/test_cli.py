@@ -13,10 +13,9 @@ import pyro_cvae
 from pyro_cvae import plots
 from pyro_cvae.checkpoint import list_checkpoints, load_checkpoint
 from pyro_cvae.cli import build_parser, main
-from pyro_cvae.data import load_run_data
 from pyro_cvae.evaluate import classifier_accuracy
 from pyro_cvae.nn.nets import ConvEncoder
-from pyro_cvae.train import train_classifier
+from pyro_cvae.train import load_run_data, train_classifier
 
 TINY = ["--train-size", "200", "--epochs", "2", "--batch-size", "50", "--latent-dim", "3",
         "--hidden", "16", "--quiet"]  # fmt: skip

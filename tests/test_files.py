@@ -9,7 +9,8 @@ from PIL import Image
 
 import pyro_cvae as pc
 from pyro_cvae.cli import main
-from pyro_cvae.data import FILE_SOURCES, DataFileError, detect_source, load_run_data
+from pyro_cvae.data import FILE_SOURCES, DataFileError, detect_source
+from pyro_cvae.train import load_run_data
 
 TINY = ["--epochs", "1", "--batch-size", "8", "--hidden", "8", "--latent-dim", "2", "--quiet",
         "--eval-samples", "0"]  # fmt: skip

@@ -19,8 +19,9 @@ import torch
 
 from .._validate import resolve_device
 from ..checkpoint import run_folder_of
-from ..data import BINARIZATIONS, DATASETS, MOLECULE_DATASETS, load_schema
+from ..data import BINARIZATIONS, DATASETS, MOLECULE_DATASETS
 from ..models import load
+from ..train import load_schema
 from .types import comma_list, index_pair, int_list, key_value, positive_int
 
 __all__ = [

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyro
 
-from ..data import Dataset, load_run_data, load_schema, save_schema
+from ..data import Dataset, save_schema
 from ..data.molecules import draw_molecules, read_molecules, split_smiles
 from ..evaluate.molecules import (
     evaluate_molecules,
@@ -20,7 +20,7 @@ from ..evaluate.molecules import (
     molecule_nll,
 )
 from ..models import MoleculeConfig, build_model, save_safetensors
-from ..train import TrainConfig, fit, output_path
+from ..train import TrainConfig, fit, load_run_data, load_schema, output_path
 from ._common import print_metrics
 
 __all__ = ["train_molecules", "sample_molecules", "score_molecules"]

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 
-from ..data import load_run_data
 from ..evaluate import DEFAULT_MAX_FLOATS
 from ..judge import evaluate
-from ..train import output_path
+from ..train import load_run_data, output_path
 from ._common import (
     add_common_args,
     load_run_model,

@@ -11,8 +11,7 @@ from ..applications import (
     interpolate_images,
     interpolate_labels,
 )
-from ..data import load_run_data
-from ..train import output_path
+from ..train import load_run_data, output_path
 from ._common import (
     add_deprecated_alias,
     add_run_args,

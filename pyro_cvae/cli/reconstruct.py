@@ -5,8 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .. import plots
-from ..data import load_run_data
-from ..train import output_path
+from ..train import load_run_data, output_path
 from ._common import add_run_args, load_run_model, positive_int
 
 __all__ = ["add_parser", "run"]

