@@ -37,7 +37,7 @@ from .files import FILE_SOURCES, DataFileError, detect_source, load_files
 from .labels import partial_labels
 from .loaders import (
     DATASETS,
-    default_binarize,
+    grey_level_images,
     load_dataset,
     load_run_data,
     load_schema,
@@ -83,11 +83,11 @@ __all__ = [
     "check_labels",
     "colored_splits",
     "colorize",
-    "default_binarize",
     "default_data_dir",
     "detect_source",
     "dominant_color",
     "eval_binarize",
+    "grey_level_images",
     "is_molecule_data",
     "load_dataset",
     "load_files",

@@ -6,6 +6,7 @@ Imports layers 0 to 3. Nothing else in the package runs a training step.
 
 from .classifier import train_classifier
 from .config import SemiSupervisedConfig, TrainConfig, config_from_dict
+from .defaults import FAMILY_MODELS, build_for, train_config
 from .families import (
     AuxiliaryFamily,
     ClassifierFamily,
@@ -29,6 +30,7 @@ __all__ = [
     "ClassifierFamily",
     "CompletionFamily",
     "ConditionalFamily",
+    "FAMILY_MODELS",
     "Family",
     "History",
     "M1M2",
@@ -39,6 +41,7 @@ __all__ = [
     "SemiSupervisedConfig",
     "SemiSupervisedFamily",
     "TrainConfig",
+    "build_for",
     "check_data_fits_model",
     "config_from_dict",
     "family_for",
@@ -50,5 +53,6 @@ __all__ = [
     "m1_features",
     "output_path",
     "train_classifier",
+    "train_config",
     "train_quadrants",
 ]
