@@ -345,6 +345,11 @@ def run(args) -> int:
     data = load_dataset(source, binarize=binarize, data_dir=args.data_dir, seed=train_cfg.seed,
                         train_size=args.train_size, **files)  # fmt: skip
     if is_molecule_data(data):  # SMILES as tokens: the sequence CVAE (pyro_cvae.models.molecules)
+        if semi:
+            raise ValueError(
+                "--semi-supervised trains M2 on partially labelled images; the molecule model "
+                "trains on its properties: drop --semi-supervised"
+            )
         return train_molecules(args, data, train_cfg, family)
     if args.word_dropout is not None or args.embed_dim is not None or args.encoder is not None:
         raise ValueError(

@@ -175,3 +175,15 @@ def test_help_shows_the_library_defaults():
     assert f"default {pc.TrainConfig.epochs})" in helps["epochs"]
     assert f"default {pc.ModelConfig.net})" in helps["net"]
     assert f"default {pc.SemiSupervisedConfig.num_labels} " in helps["labels"]
+
+
+def test_semi_supervised_molecules_are_refused_in_flags(tmp_path, capsys):
+    try:
+        moses_file("train")
+    except FileNotFoundError:
+        pytest.skip("molsets is not installed (pip install --no-deps molsets)")
+    argv = ["train", "--dataset", "moses", "--train-size", "200", "--semi-supervised",
+            "--out", str(tmp_path / "run"), "--quiet"]  # fmt: skip
+    assert main(argv) == 2
+    assert "drop --semi-supervised" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
