@@ -6,8 +6,10 @@ enters both sides: guide q(z | x, y), model p(z | y) p(x | z, y). With no condit
 The package is layered; each layer imports only those below it (``lint-imports`` checks)::
 
     L6  cli/                         the command line, one module per command
-    L5  applications, figures, judge what people do with a trained model; run pictures;
-                                     evaluation with the judge classifier built for you
+    L5c applications                 what people do with a trained model
+    L5b runs                         finishing a run folder: model files, figures, metrics
+    L5a figures, judge               run pictures; evaluation with the judge classifier built
+                                     for you
     L4b train/                       the one fit loop, its families, run folders, the judge
     L4a evaluate/                    test and validation metrics, pure (the judge an argument)
     L3  infer/                       objectives, the SVI step, KL weighting, M2's objective
@@ -48,6 +50,7 @@ from .models import (
     save_safetensors,
 )
 from .nn import NETS, PRIORS, register_net
+from .runs import FinishedRun, finish_run
 from .train import (
     Callback,
     CSVLogger,
@@ -73,6 +76,7 @@ __all__ = [
     "CheckpointError",
     "Dataset",
     "EarlyStopping",
+    "FinishedRun",
     "HierarchicalCVAE",
     "History",
     "M2",
@@ -95,6 +99,7 @@ __all__ = [
     "control_score",
     "elbo_per_image",
     "evaluate",
+    "finish_run",
     "fit",
     "fit_m1m2",
     "fit_semisupervised",

@@ -29,9 +29,10 @@ import pandas as pd
 import torch
 from sklearn.metrics import roc_auc_score
 
-from .data import SCHEMAS, AttributeSchema, TableSchema, load_dataset, save_schema
+from .data import SCHEMAS, AttributeSchema, TableSchema, load_dataset
 from .evaluate import log_likelihood, log_marginal
 from .models import CVAE, ModelConfig
+from .runs import finish_run
 from .train import TrainConfig, fit
 
 __all__ = [
@@ -265,7 +266,9 @@ def train_attribute_model(
 ):
     """Train an attribute-conditioned CVAE into a run folder that stores its schema.
 
-    The folder then works with ``pyro-cvae sample --run OUT --condition digit=5,color=red``.
+    The folder then works with ``pyro-cvae sample --run OUT --condition digit=5,color=red``:
+    :func:`pyro_cvae.finish_run` writes its ``attributes.json``, ``model.pt`` and
+    ``model.safetensors`` (no figures or test metrics).
 
     Returns:
         ``(model, data, history)``.
@@ -274,20 +277,18 @@ def train_attribute_model(
         raise ValueError(
             f"unknown attribute data set {dataset!r}; choose one of {', '.join(SCHEMAS)}"
         )
-    schema = SCHEMAS[dataset]
-    data = load_dataset(dataset, binarize="none")
+    data = load_dataset(dataset, binarize="none")  # its schema: SCHEMAS[dataset]
     if train_size:
         data = data.subset(train_size)
         data.meta["train_size"] = train_size
     torch.manual_seed(seed)
     model = CVAE(ModelConfig.for_data(data, latent_dim=latent_dim, hidden_dims=tuple(hidden_dims)))
     out = Path(out)
-    history = fit(
-        model, data, TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed),
-        out=out, overwrite=overwrite, progress=progress,
-    )  # fmt: skip
-    save_schema(out, schema)
-    model.save(out / "model.pt", attributes=schema.to_dict())
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed)
+    history = fit(model, data, config, out=out, overwrite=overwrite, progress=progress)
+    # attributes.json, model.pt and model.safetensors with the schema; no figures or test
+    # metrics (the experiments that call this evaluate the model themselves)
+    finish_run(out, model, data, history, config=config, eval_samples=0, figures=False)
     return model, data, history
 
 

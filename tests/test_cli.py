@@ -291,10 +291,10 @@ def test_skip_nonfinite_skips_a_poisoned_batch(tmp_path, monkeypatch, capsys):
     finishes; without it training stops with nonfinite.json."""
     from pyro_cvae.cli import train as train_cli
 
-    build = train_cli.build_model
+    build = train_cli.build_for
 
-    def poisoned(cfg):
-        model = build(cfg)
+    def poisoned(cfg, family="conditional"):
+        model = build(cfg, family)
         forward, calls = model.decoder.forward, {"n": 0}
 
         def once_nan(*args):
@@ -305,7 +305,7 @@ def test_skip_nonfinite_skips_a_poisoned_batch(tmp_path, monkeypatch, capsys):
         model.decoder.forward = once_nan
         return model
 
-    monkeypatch.setattr(train_cli, "build_model", poisoned)
+    monkeypatch.setattr(train_cli, "build_for", poisoned)
     _train(tmp_path / "skip", "--skip-nonfinite")
     ckpt = load_checkpoint(list_checkpoints(tmp_path / "skip")[-1])
     assert ckpt["skipped_batches"] == 1 and ckpt["epoch"] == 2

@@ -10,6 +10,7 @@ from PIL import Image
 import pyro_cvae as pc
 from pyro_cvae.cli import main
 from pyro_cvae.data import FILE_SOURCES, DataFileError, detect_source
+from pyro_cvae.models import default_likelihood
 from pyro_cvae.train import load_run_data
 
 TINY = ["--epochs", "1", "--batch-size", "8", "--hidden", "8", "--latent-dim", "2", "--quiet",
@@ -192,7 +193,7 @@ def test_npz_images_with_labels_and_vectors_with_conditions(tmp_path):
     v = pc.load_dataset(tmp_path / "vec.npz")
     assert v.image_shape == (4,) and v.schema.names == ["c0", "c1"]
     # real vectors are standardised as table columns (issue 25, item 3): a learned scale each
-    assert v.default_likelihood == "table" and v.table.names == ["x0", "x1", "x2", "x3"]
+    assert default_likelihood(v) == "table" and v.table.names == ["x0", "x1", "x2", "x3"]
     assert (
         v.train.x.mean(0).abs().max() < 1e-5
         and (v.train.x.std(0, unbiased=False) - 1).abs().max() < 1e-4

@@ -1,32 +1,29 @@
 """What ``train``, ``sample`` and ``score`` do for a molecule run (``--dataset moses``).
 
-Parsing and printing only: the model is :class:`~pyro_cvae.models.MoleculeCVAE`, the metrics are
+Parsing and printing only: the model is :class:`~pyro_cvae.models.MoleculeCVAE` (its run folder
+finished by :func:`pyro_cvae.finish_run`, as every run's), the metrics are
 :mod:`pyro_cvae.evaluate.molecules`, the chemistry is :mod:`pyro_cvae.data.molecules`.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import pyro
 
-from ..data import Dataset, save_schema
+from ..data import Dataset
 from ..data.molecules import draw_molecules, read_molecules, split_smiles
-from ..evaluate.molecules import (
-    evaluate_molecules,
-    generate_molecules,
-    molecule_nll,
-)
-from ..models import MoleculeConfig, build_model, save_safetensors
-from ..train import TrainConfig, fit, load_run_data, load_schema, output_path
+from ..evaluate.molecules import generate_molecules, molecule_nll
+from ..models import MoleculeConfig
+from ..runs import finish_run
+from ..train import TrainConfig, build_for, fit, load_run_data, load_schema, output_path
 from ._common import print_metrics
 
 __all__ = ["train_molecules", "sample_molecules", "score_molecules"]
 
 
-def train_molecules(args, data: Dataset, train_cfg: TrainConfig) -> int:
+def train_molecules(args, data: Dataset, train_cfg: TrainConfig, family: str) -> int:
     """``pyro-cvae train --dataset moses``: the sequence CVAE (``--hidden``: the GRU width,
     ``--embed-dim``, ``--word-dropout``, ``--encoder``; ``--prior`` (``conditional``: a learned
     p(z | c)), ``--prior-option`` and ``--latent-dims`` as for images; unset flags keep
@@ -39,24 +36,20 @@ def train_molecules(args, data: Dataset, train_cfg: TrainConfig) -> int:
                                   embed_dim=args.embed_dim,
                                   word_dropout=args.word_dropout,
                                   encoder=args.encoder, prior=args.prior,
-                                  prior_options=dict(args.prior_option) or None,
+                                  prior_options=dict(args.prior_option or {}) or None,
                                   latent_dims=args.latent_dims)  # fmt: skip
     out = Path(args.out)
-    pyro.set_rng_seed(args.seed)
-    model = build_model(cfg)
+    pyro.set_rng_seed(train_cfg.seed)
+    model = build_for(cfg, family)
     history = fit(model, data, train_cfg, out=out, resume=args.resume, overwrite=args.overwrite,
                   progress=not args.quiet)  # fmt: skip
-    if cfg.condition_dim:
-        save_schema(out, data.schema)
-    model.save(out / "model.pt", data={"name": data.name, "binarize": data.binarize})
-    save_safetensors(model, out / "model.safetensors")
     print(f"trained {len(history)} epochs on {len(data.train)} molecules; run folder {out}")
-    if args.eval_samples > 0:
-        metrics = evaluate_molecules(model, data, num_samples=args.eval_samples, max_test=500)
-        metrics["train_seconds"] = sum(r["seconds"] for r in history.rows)
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    eval_samples = {} if args.eval_samples is None else {"eval_samples": args.eval_samples}
+    done = finish_run(out, model, data, history, config=train_cfg, progress=not args.quiet,
+                      **eval_samples)  # fmt: skip
+    if done.metrics is not None:
         print("test metrics (nats per molecule; generated for the test set's properties):")
-        print_metrics(metrics)
+        print_metrics(done.metrics)
     return 0
 
 

@@ -1,11 +1,17 @@
 """``pyro-cvae train``: train a model into a run folder; checkpoints, metrics, figures, test metrics.
 
-Builds the model with :meth:`pyro_cvae.ModelConfig.for_data` (the same defaults as the API), the
-M2 model with ``--semi-supervised``, and trains it with :func:`pyro_cvae.fit`.
+Parsing and printing only. A flag left out is "not given": the training config comes from
+:func:`pyro_cvae.train.train_config` (:class:`~pyro_cvae.TrainConfig`, or
+:class:`~pyro_cvae.SemiSupervisedConfig` with ``--semi-supervised``), the model's from
+:meth:`pyro_cvae.ModelConfig.for_data` and the model from :func:`pyro_cvae.train.build_for`, so
+the command line and the API train the same run. :func:`pyro_cvae.fit` trains it and
+:func:`pyro_cvae.finish_run` writes the model files, figures and test metrics.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import os
 import sys
@@ -14,72 +20,101 @@ from pathlib import Path
 import pyro
 
 from ..checkpoint import CheckpointError, load_latest_good
-from ..data import default_binarize, is_molecule_data, load_dataset, save_schema, save_table
-from ..evaluate import condition_ignored, semisupervised_metrics
-from ..figures import write_figures
+from ..data import is_molecule_data, load_dataset
+from ..evaluate import condition_ignored
 from ..infer.objectives import OBJECTIVES
-from ..judge import evaluate, label_diversity
 from ..models import (
     LIKELIHOODS,
-    M2,
     MOLECULE_ENCODERS,
     NETS,
     ModelConfig,
     MoleculeConfig,
-    build_model,
-    save_safetensors,
+    default_binarize,
 )
 from ..nn.nets import ACTIVATIONS
 from ..nn.priors import PRIORS
-from ..train import SemiSupervisedConfig, SemiSupervisedFamily, TrainConfig, fit
+from ..runs import finish_run
+from ..train import SemiSupervisedConfig, TrainConfig, build_for, fit, train_config
 from ._common import add_data_args, int_list, key_value, positive_int, print_metrics, unit
 from ._molecules import train_molecules
+
+#: K of the test log-likelihood when --eval-samples is not given: finish_run's default
+_EVAL_SAMPLES = inspect.signature(finish_run).parameters["eval_samples"].default
+
+
+def _eval_samples(args) -> dict:
+    """``eval_samples`` for finish_run where --eval-samples is given, else nothing (its default)."""
+    return {} if args.eval_samples is None else {"eval_samples": args.eval_samples}
+
 
 __all__ = ["add_parser", "run"]
 
 
+def _default(cls, name: str):
+    """The default of field ``name`` of the config dataclass ``cls``: what an unset flag means."""
+    return next(f.default for f in dataclasses.fields(cls) if f.name == name)
+
+
+def _train_default(name: str) -> str:
+    """``"default 0.001; 0.0003 with --semi-supervised"``, read from the configs' fields."""
+    plain, semi = _default(TrainConfig, name), _default(SemiSupervisedConfig, name)
+    text = f"default {plain}"
+    return text if semi == plain else f"{text}; {semi} with --semi-supervised"
+
+
 def add_parser(sub) -> None:
+    # every training flag defaults to None, "not given": the library's configs fill the unset
+    # ones (pyro_cvae.train.train_config, ModelConfig.for_data, MoleculeConfig.for_data), so
+    # the command line and the API train the same run; --help shows the configs' defaults
     t = sub.add_parser(
         "train",
         help="train a model and write checkpoints, metrics and pictures",
         description="Train a (conditional) VAE with SVI. Writes checkpoints every "
-        "epoch, metrics.csv, and figures into --out.",
+        "epoch, metrics.csv, and figures into --out. A flag left out takes the library's "
+        "default (TrainConfig, SemiSupervisedConfig, ModelConfig.for_data).",
     )
     add_data_args(t)
     t.add_argument(
         "--out", default=None,
         help="run folder (default: runs/<data set>, e.g. runs/mnist; runs/<name> for --data)",
     )  # fmt: skip
-    t.add_argument("--epochs", type=positive_int, default=30, help="training epochs (default 30)")
-    t.add_argument("--batch-size", type=positive_int, default=128, help="images per step (128)")
-    t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    t.add_argument("--seed", type=int, default=0, help="random seed; same seed, same run (0)")
+    t.add_argument("--epochs", type=positive_int, default=None,
+                   help=f"training epochs ({_train_default('epochs')})")  # fmt: skip
+    t.add_argument("--batch-size", type=positive_int, default=None,
+                   help=f"images per step ({_train_default('batch_size')})")  # fmt: skip
+    t.add_argument("--lr", type=float, default=None,
+                   help=f"Adam learning rate ({_train_default('lr')})")  # fmt: skip
+    t.add_argument("--seed", type=int, default=None,
+                   help=f"random seed; same seed, same run ({_train_default('seed')})")  # fmt: skip
     t.add_argument(
         "--device",
-        default="cpu",
+        default=None,
         choices=["cpu", "cuda", "auto"],
-        help="where to train; auto picks CUDA when available (default cpu)",
+        help=f"where to train; auto picks CUDA when available ({_train_default('device')})",
     )
     t.add_argument(
         "--objective",
-        default="elbo",
+        default=None,
         choices=list(OBJECTIVES),
-        help="training bound (default elbo)",
+        help=f"training bound ({_train_default('objective')})",
     )
     t.add_argument(
         "--particles",
         "-k",
         type=positive_int,
-        default=1,
-        help="K, samples of z per image (default 1)",
+        default=None,
+        help=f"K, samples of z per image ({_train_default('particles')})",
     )
-    t.add_argument("--alpha", type=float, default=0.5, help="alpha of the renyi objective (0.5)")
-    t.add_argument("--beta", type=float, default=1.0, help="KL weight of beta-VAE (default 1)")
+    t.add_argument("--alpha", type=float, default=None,
+                   help=f"alpha of the renyi objective ({_train_default('alpha')})")  # fmt: skip
+    t.add_argument("--beta", type=float, default=None,
+                   help=f"KL weight of beta-VAE ({_train_default('beta')})")  # fmt: skip
     t.add_argument(
         "--warmup-epochs",
         type=int,
-        default=0,
-        help="epochs of linear KL warm-up from 0 to beta (default 0: none)",
+        default=None,
+        help="epochs of linear KL warm-up from 0 to beta "
+        f"({_train_default('warmup_epochs')}: none)",
     )
     t.add_argument(
         "--latent-dim",
@@ -93,17 +128,20 @@ def add_parser(sub) -> None:
         default=None,
         help="hidden layer widths, comma-separated (default: 400 for 28x28 images, else 256,256)",
     )
-    t.add_argument("--net", default="mlp", choices=list(NETS), help="network family (default mlp)")
+    t.add_argument("--net", default=None, choices=list(NETS),
+                   help=f"network family (default {_default(ModelConfig, 'net')})")  # fmt: skip
     t.add_argument(
-        "--activation", default="relu", choices=list(ACTIVATIONS),
-        help="activation of the hidden layers (default relu; the IWAE paper uses tanh)",
+        "--activation", default=None, choices=list(ACTIVATIONS),
+        help=f"activation of the hidden layers (default {_default(ModelConfig, 'activation')}; "
+        "the IWAE paper uses tanh)",
     )  # fmt: skip
     t.add_argument(
-        "--dropout", type=float, default=0.0, metavar="P",
-        help="dropout probability after each hidden layer of encoder and decoder (default 0)",
+        "--dropout", type=float, default=None, metavar="P",
+        help="dropout probability after each hidden layer of encoder and decoder "
+        f"(default {_default(ModelConfig, 'dropout')})",
     )  # fmt: skip
     t.add_argument(
-        "--batch-norm", action="store_true",
+        "--batch-norm", action="store_true", default=None,
         help="batch norm on the hidden layers of encoder and decoder (running statistics at "
         "evaluation)",
     )  # fmt: skip
@@ -113,8 +151,8 @@ def add_parser(sub) -> None:
         "same loss and gradient, where the model qualifies)",
     )  # fmt: skip
     t.add_argument(
-        "--adam-eps", type=float, default=1e-8,
-        help="epsilon of Adam (default 1e-8, torch's; the IWAE paper uses 1e-4)",
+        "--adam-eps", type=float, default=None,
+        help=f"epsilon of Adam ({_train_default('adam_eps')}, torch's; the IWAE paper uses 1e-4)",
     )  # fmt: skip
     t.add_argument(
         "--likelihood",
@@ -124,15 +162,18 @@ def add_parser(sub) -> None:
         "outside [0, 1], else bernoulli)",
     )
     t.add_argument(
-        "--x-scale", type=float, default=0.1, help="gaussian likelihood: noise scale (default 0.1)"
-    )
-    t.add_argument("--learn-x-scale", action="store_true", help="gaussian: learn the noise scale")
-    t.add_argument("--prior", default="normal", choices=list(PRIORS), help="prior (normal)")
+        "--x-scale", type=float, default=None,
+        help=f"gaussian likelihood: noise scale (default {_default(ModelConfig, 'x_scale')})",
+    )  # fmt: skip
+    t.add_argument("--learn-x-scale", action="store_true", default=None,
+                   help="gaussian: learn the noise scale")  # fmt: skip
+    t.add_argument("--prior", default=None, choices=list(PRIORS),
+                   help=f"prior (default {_default(ModelConfig, 'prior')})")  # fmt: skip
     t.add_argument(
         "--prior-option",
         type=key_value,
         action="append",
-        default=[],
+        default=None,
         metavar="KEY=VALUE",
         help="option of the prior, repeatable: e.g. components=10, per_class=true, "
         "pseudo_inputs=500, layers=4 (see pyro_cvae.nn.priors)",
@@ -169,19 +210,21 @@ def add_parser(sub) -> None:
     t.add_argument(
         "--skip-nonfinite",
         action="store_true",
+        default=None,
         help="skip batches whose loss is NaN/Inf instead of stopping",
     )
     t.add_argument(
         "--keep-checkpoints",
         type=positive_int,
-        default=3,
-        help="checkpoints kept in --out (default 3)",
+        default=None,
+        help=f"checkpoints kept in --out ({_train_default('keep_checkpoints')})",
     )
     t.add_argument(
         "--eval-samples",
         type=int,
-        default=1000,
-        help="K for the test log-likelihood after training (default 1000; 0: skip evaluation)",
+        default=None,
+        help="K for the test log-likelihood after training (default "
+        f"{_EVAL_SAMPLES}; 0: skip evaluation)",
     )
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.add_argument(
@@ -200,7 +243,8 @@ def add_parser(sub) -> None:
         type=positive_int,
         default=None,
         help="with --semi-supervised: training images that keep their label, balanced over "
-        "classes (default 100 unless --label-fraction)",
+        f"classes (default {_default(SemiSupervisedConfig, 'num_labels')} unless "
+        "--label-fraction)",
     )
     t.add_argument(
         "--label-fraction",
@@ -227,16 +271,32 @@ def _semi_supervised(args) -> bool:
     return args.semi_supervised
 
 
-def _check_flags(args) -> None:
-    if args.warmup_epochs > args.epochs:
+def _check_flags(args, train_cfg: TrainConfig) -> None:
+    if train_cfg.warmup_epochs > train_cfg.epochs:
         raise ValueError(
-            f"--warmup-epochs {args.warmup_epochs} is longer than --epochs {args.epochs}: the KL "
-            "weight would never reach --beta. Lower --warmup-epochs or raise --epochs"
+            f"--warmup-epochs {train_cfg.warmup_epochs} is longer than --epochs "
+            f"{train_cfg.epochs}: the KL weight would never reach --beta. Lower --warmup-epochs "
+            "or raise --epochs"
         )
-    if args.eval_samples < 0:
+    if args.eval_samples is not None and args.eval_samples < 0:
         raise ValueError(
             f"--eval-samples must be >= 0 (0 skips the test evaluation), got {args.eval_samples}"
         )
+
+
+def _train_config(args, family: str) -> TrainConfig:
+    """The run's training config: the flags given, the library's defaults for the others."""
+    fields = dict(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, objective=args.objective,
+        particles=args.particles, alpha=args.alpha, beta=args.beta,
+        warmup_epochs=args.warmup_epochs, seed=args.seed, device=args.device,
+        keep_checkpoints=args.keep_checkpoints, skip_nonfinite=args.skip_nonfinite,
+        adam_eps=args.adam_eps, lean=False if args.no_lean else None,
+    )  # fmt: skip
+    if family == "semi-supervised":  # --seed also draws the labelled subset
+        fields.update(num_labels=args.labels, label_fraction=args.label_fraction,
+                      label_seed=args.seed, class_weight=args.class_weight)  # fmt: skip
+    return train_config(family, **fields)
 
 
 def _recorded_data(args) -> None:
@@ -262,8 +322,13 @@ def _recorded_data(args) -> None:
 
 
 def run(args) -> int:
-    _check_flags(args)
     semi = _semi_supervised(args)
+    family = "semi-supervised" if semi else "conditional"
+    if semi and args.unconditional:
+        raise ValueError("--semi-supervised needs the class labels; drop --unconditional")
+    # validate every setting before touching data or files
+    train_cfg = _train_config(args, family)
+    _check_flags(args, train_cfg)
     if args.data and args.dataset:
         raise ValueError(
             "give either --dataset (a built-in set) or --data PATH (your own), not both"
@@ -276,30 +341,16 @@ def run(args) -> int:
     if args.out is None:  # runs/mnist, runs/faces for --data data/faces/
         args.out = str(Path("runs") / Path(str(source)).stem)
     binarize = args.binarize or default_binarize(source, args.likelihood)
-    # validate every setting before touching data or files
-    common = dict(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, objective=args.objective,
-        particles=args.particles, beta=args.beta, warmup_epochs=args.warmup_epochs,
-        seed=args.seed, device=args.device, keep_checkpoints=args.keep_checkpoints,
-        skip_nonfinite=args.skip_nonfinite, adam_eps=args.adam_eps, lean=not args.no_lean,
-    )  # fmt: skip
-    if semi:
-        if args.unconditional:
-            raise ValueError("--semi-supervised needs the class labels; drop --unconditional")
-        num_labels = args.labels
-        if num_labels is None and args.label_fraction is None:
-            num_labels = 100
-        train_cfg = SemiSupervisedConfig(
-            **common, num_labels=num_labels, label_fraction=args.label_fraction,
-            label_seed=args.seed, class_weight=args.class_weight,
-        )  # fmt: skip
-    else:
-        train_cfg = TrainConfig(**common, alpha=args.alpha)
     files = dict(image_size=args.image_size, condition=args.condition) if args.data else {}
-    data = load_dataset(source, binarize=binarize, data_dir=args.data_dir, seed=args.seed,
+    data = load_dataset(source, binarize=binarize, data_dir=args.data_dir, seed=train_cfg.seed,
                         train_size=args.train_size, **files)  # fmt: skip
     if is_molecule_data(data):  # SMILES as tokens: the sequence CVAE (pyro_cvae.models.molecules)
-        return train_molecules(args, data, train_cfg)
+        if semi:
+            raise ValueError(
+                "--semi-supervised trains M2 on partially labelled images; the molecule model "
+                "trains on its properties: drop --semi-supervised"
+            )
+        return train_molecules(args, data, train_cfg, family)
     if args.word_dropout is not None or args.embed_dim is not None or args.encoder is not None:
         raise ValueError(
             "--word-dropout, --embed-dim and --encoder describe the molecule model; they apply to "
@@ -310,46 +361,28 @@ def run(args) -> int:
         latent_dims=args.latent_dims, hidden_dims=args.hidden, net=args.net,
         activation=args.activation, dropout=args.dropout, batch_norm=args.batch_norm,
         likelihood=args.likelihood, x_scale=args.x_scale, learn_x_scale=args.learn_x_scale,
-        prior=args.prior, prior_options=dict(args.prior_option),
+        prior=args.prior, prior_options=dict(args.prior_option) if args.prior_option else None,
     )  # fmt: skip
     if semi and not model_cfg.num_classes:
         raise ValueError(f"--semi-supervised needs class labels; data set {source!r} has none")
-    if args.batch_size > len(data.train):
-        print(f"note: --batch-size {args.batch_size} exceeds the {len(data.train)} training "
+    if train_cfg.batch_size > len(data.train):
+        print(f"note: --batch-size {train_cfg.batch_size} exceeds the {len(data.train)} training "
               "images: one full-batch step per epoch")  # fmt: skip
     out = Path(args.out)
     if args.resume and load_latest_good(out) is None:
         raise CheckpointError(f"--resume given but {out} holds no checkpoint; drop --resume")
-    pyro.set_rng_seed(args.seed)
-    model = M2(model_cfg) if semi else build_model(model_cfg)
-    family = SemiSupervisedFamily() if semi else None
-    history = fit(model, data, train_cfg, family=family, out=out, resume=args.resume,
+    pyro.set_rng_seed(train_cfg.seed)
+    model = build_for(model_cfg, family)  # M2 for --semi-supervised; fit picks its family
+    history = fit(model, data, train_cfg, out=out, resume=args.resume,
                   overwrite=args.overwrite, progress=not args.quiet,
                   tensorboard=args.tensorboard)  # fmt: skip
     if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 writes the results
         return 0
-    extra = {}
-    if data.schema is not None and model_cfg.condition_dim:
-        save_schema(out, data.schema)
-        extra["attributes"] = data.schema.to_dict()
-    if data.table is not None:
-        save_table(out, data.table)
-        extra["table"] = data.table.to_dict()
-    model.save(out / "model.pt", data={"name": data.name, "binarize": data.binarize}, **extra)
-    save_safetensors(model, out / "model.safetensors")
-    figures = write_figures(model, data, out, history.rows)
     print(f"trained {len(history)} epochs; run folder {out}")
-    if args.eval_samples > 0:
-        if semi:
-            metrics = semisupervised_metrics(model, data)
-            metrics.update(objective=train_cfg.objective, particles=train_cfg.particles)
-        else:
-            metrics = evaluate(model, data, num_samples=args.eval_samples,
-                               progress=not args.quiet)  # fmt: skip
-            if model_cfg.num_classes and data.is_image:  # does the latent carry style?
-                metrics.update(label_diversity(model, data))
-        metrics["train_seconds"] = sum(r["seconds"] for r in history.rows)
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    done = finish_run(out, model, data, history, config=train_cfg, progress=not args.quiet,
+                      **_eval_samples(args))  # fmt: skip
+    metrics = done.metrics
+    if metrics is not None:
         print("test metrics:" if semi else f"test metrics (nats per {unit(model)}):")
         print_metrics(metrics)
         if "diversity" in metrics:
@@ -360,5 +393,5 @@ def run(args) -> int:
         if ignored:
             print(f"warning: {ignored}; train longer (more --epochs) or warm the KL weight up "
                   "(--warmup-epochs, e.g. a third of --epochs)", file=sys.stderr)  # fmt: skip
-    print("figures: " + ", ".join(str(p) for p in figures))
+    print("figures: " + ", ".join(str(p) for p in done.figures))
     return 0

@@ -35,7 +35,7 @@ from .core import (
 )
 from .files import FILE_SOURCES, DataFileError, detect_source, load_files
 from .labels import partial_labels
-from .loaders import DATASETS, default_binarize, load_dataset
+from .loaders import DATASETS, grey_level_images, load_dataset
 from .molecules import MOLECULE_DATASETS, is_molecule_data, load_moses
 from .names import DIGIT_NAMES, FASHION_NAMES
 from .tables import (
@@ -76,11 +76,11 @@ __all__ = [
     "check_labels",
     "colored_splits",
     "colorize",
-    "default_binarize",
     "default_data_dir",
     "detect_source",
     "dominant_color",
     "eval_binarize",
+    "grey_level_images",
     "is_molecule_data",
     "load_dataset",
     "load_files",

@@ -124,16 +124,6 @@ class Dataset:
         return len(self.image_shape) == 3
 
     @property
-    def default_likelihood(self) -> str:
-        """``"table"`` for tables, ``"gaussian"`` for data outside [0, 1], else ``"bernoulli"``."""
-        if self.table is not None:
-            return "table"
-        x = self.train.x
-        if x.numel() and (x.min() < 0 or x.max() > 1):
-            return "gaussian"
-        return "bernoulli"
-
-    @property
     def condition(self) -> str:
         """``"attributes"`` (``y`` holds schema vectors) or ``"labels"`` (``y`` holds classes)."""
         return "attributes" if self.schema is not None else "labels"

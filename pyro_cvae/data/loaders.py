@@ -25,7 +25,7 @@ from .files import FILE_SOURCES, detect_source, load_files
 from .molecules import MOLECULE_DATASETS
 from .names import DIGIT_NAMES, FASHION_NAMES
 
-__all__ = ["DATASETS", "default_binarize", "load_dataset"]
+__all__ = ["DATASETS", "grey_level_images", "load_dataset"]
 
 
 def _split_indices(y: np.ndarray, fractions: tuple[float, float], seed: int):
@@ -177,17 +177,17 @@ DATASETS: dict[str, Callable[[Path, int], dict]] = {
 }
 
 
-def default_binarize(name: str | Path, likelihood: str | None) -> str:
-    """The binarisation used unless one is asked for: ``"dynamic"`` for grey-level image sets
-    under a Bernoulli likelihood (``None`` means the default, Bernoulli), else ``"none"`` (attribute
-    sets, tables, arrays and every other likelihood)."""
-    if likelihood not in (None, "bernoulli"):
-        return "none"
-    if str(name) in MOLECULE_DATASETS:  # token ids are never binarised
-        return "none"
+def grey_level_images(name: str | Path) -> bool:
+    """Whether the data set ``name`` holds grey-level images, the data a Bernoulli likelihood
+    conventionally binarises: the built-in image sets (not the coloured attribute sets, whose
+    colours binarising would destroy, nor the molecules' token ids) and folders of images (not
+    arrays or tables). Which binarisation a model trains with is the model side's choice
+    (:func:`pyro_cvae.models.default_binarize`)."""
+    if str(name) in MOLECULE_DATASETS:
+        return False
     if str(name) in DATASETS:
-        return "none" if str(name) in SCHEMAS else "dynamic"
-    return "dynamic" if detect_source(name) == "image-folder" else "none"
+        return str(name) not in SCHEMAS
+    return detect_source(name) == "image-folder"
 
 
 def load_dataset(
@@ -209,8 +209,8 @@ def load_dataset(
             attribute CSV), an ``.npz``, or a CSV / Parquet table (see
             :mod:`pyro_cvae.data.files`).
         binarize: ``"dynamic"``, ``"fixed"`` or ``"none"`` (see the module docstring). Default:
-            ``"dynamic"`` for a built-in set, :func:`default_binarize` for a path (``"dynamic"``
-            for an image folder with classes, ``"none"`` otherwise).
+            ``"dynamic"`` for a built-in set; for a path ``"dynamic"`` for a folder of images
+            (:func:`grey_level_images`), ``"none"`` otherwise.
         data_dir: folder searched for torchvision-style raw files (default
             :func:`default_data_dir`).
         seed: seed of the ``"fixed"`` binarisation draw (recorded in ``meta["binarize_seed"]``,
@@ -235,7 +235,7 @@ def load_dataset(
             f"({', '.join(FILE_SOURCES)})"
         )
     if binarize is None:
-        binarize = "dynamic" if str(name) in DATASETS else default_binarize(name, None)
+        binarize = "dynamic" if str(name) in DATASETS or grey_level_images(name) else "none"
     if binarize not in BINARIZATIONS:
         raise ValueError(f"unknown binarize {binarize!r}; choose one of {', '.join(BINARIZATIONS)}")
     meta: dict = {}

@@ -29,7 +29,7 @@ from ..checkpoint import (
 from ..nn.nets import unknown_net_message
 from .adgm import ADGM, SDGM, AuxiliaryConfig, AuxiliaryDGM
 from .classifier import ClassifierConfig, LabelClassifier
-from .config import LIKELIHOODS, NETS, ModelConfig
+from .config import LIKELIHOODS, NETS, ModelConfig, default_binarize, default_likelihood
 from .contract import MissingCapabilityError, PyroModel, config_dict
 from .cvae import CVAE
 from .hierarchical import GaussianLayer, HierarchicalCVAE, LayeredLatent, LayerNormal
@@ -81,6 +81,8 @@ __all__ = [
     "QuadrantConfig",
     "SDGM",
     "build_model",
+    "default_binarize",
+    "default_likelihood",
     "kind_of",
     "load",
     "mask_image",
@@ -176,11 +178,15 @@ def _load_weights(model, payload: dict, source: str, what: str, fix: str):
     return model
 
 
-def save_safetensors(model: PyroModule, path: str | Path) -> Path:
+def save_safetensors(model: PyroModule, path: str | Path, *, metadata: dict | None = None) -> Path:
     """Export ``model`` the way the ecosystem reads it: a ``.safetensors`` file of its
     ``state_dict`` (``safetensors.torch.load_file`` reads it), the model class and config stored
     in its metadata, and a ``config.json`` beside it holding ``model_class`` and ``model`` (the
     config), added to a run's ``config.json`` when one is there. :func:`load` reads it back.
+
+    ``metadata``: further entries of the file's metadata, each value stored as its JSON text
+    (e.g. ``{"attributes": schema.to_dict()}``, as :func:`pyro_cvae.finish_run` stores the
+    attribute and table schemas), read back by ``json.loads(safe_open(...).metadata()[key])``.
     """
     if hasattr(model, "check_saveable"):
         model.check_saveable("export this model")
@@ -194,6 +200,10 @@ def save_safetensors(model: PyroModule, path: str | Path) -> Path:
     meta = {"format": "pyro_cvae.model", "model_class": type(model).__name__}
     if config is not None:
         meta["model_config"] = json.dumps(config)
+    for key, value in (metadata or {}).items():
+        if key in meta:
+            raise ValueError(f"metadata key {key!r} is the file's own; name the entry otherwise")
+        meta[key] = json.dumps(value)
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(tensors, str(tmp), metadata=meta)
     tmp.replace(path)

@@ -1,7 +1,9 @@
 """The architecture of a model: :class:`ModelConfig`, enough to rebuild it with no other input.
 
 It sits with the models (layer 2) because it checks its names against the registries of the
-networks, likelihoods and priors below it; it is stored beside every checkpoint.
+networks, likelihoods and priors below it; it is stored beside every checkpoint. The choices a
+model makes from its data are written here too, not in the data layer: the likelihood
+(:func:`default_likelihood`) and the binarisation it trains with (:func:`default_binarize`).
 """
 
 from __future__ import annotations
@@ -12,15 +14,39 @@ from dataclasses import dataclass, field
 
 from .._frozen import FrozenConfig
 from .._validate import choice, positive_int
-from ..data import Dataset
+from ..data import Dataset, grey_level_images
 from ..nn.likelihoods import LIKELIHOOD_CLASSES, TABLE_COLUMN_KINDS
 from ..nn.nets import ACTIVATIONS, NETS, unknown_net_message
 from ..nn.priors import PRIORS
 
-__all__ = ["ModelConfig", "LIKELIHOODS", "NETS"]
+__all__ = ["ModelConfig", "LIKELIHOODS", "NETS", "default_binarize", "default_likelihood"]
 
 #: names accepted for ``ModelConfig.likelihood``
 LIKELIHOODS = tuple(LIKELIHOOD_CLASSES)
+
+
+def default_likelihood(data: Dataset) -> str:
+    """The observation model for ``data`` unless one is asked for: ``"table"`` for a table (its
+    columns mix densities and probabilities), ``"gaussian"`` for data outside [0, 1] (a
+    Bernoulli's mean must lie in [0, 1]), else ``"bernoulli"``."""
+    if data.table is not None:
+        return "table"
+    x = data.train.x
+    if x.numel() and (x.min() < 0 or x.max() > 1):
+        return "gaussian"
+    return "bernoulli"
+
+
+def default_binarize(source, likelihood: str | None = None) -> str:
+    """The binarisation a model of the data set ``source`` (a built-in name or a path) trains
+    with unless one is asked for: ``"dynamic"`` (a new Bernoulli draw per batch, the usual
+    reading of grey levels as probabilities) for grey-level images
+    (:func:`pyro_cvae.data.grey_level_images`) under a Bernoulli likelihood (``None``: the
+    default, Bernoulli), else ``"none"`` (attribute sets, molecules, tables, arrays and every
+    other likelihood, which model the values as they are)."""
+    if likelihood not in (None, "bernoulli"):
+        return "none"
+    return "dynamic" if grey_level_images(source) else "none"
 
 
 @dataclass(frozen=True)
@@ -188,7 +214,7 @@ class ModelConfig(FrozenConfig):
         ``condition_dim`` for an attribute schema, neither with ``unconditional=True``. Sizes
         follow the data too: 28x28 images (MNIST-like) get ``latent_dim=50`` and one hidden layer
         of 400 units (the IWAE paper's one-layer MLP); smaller images ``latent_dim=8`` and
-        (256, 256). The likelihood follows :attr:`Dataset.default_likelihood`: ``"table"`` with
+        (256, 256). The likelihood follows :func:`default_likelihood`: ``"table"`` with
         the table's columns for a table, ``"gaussian"`` for data outside [0, 1], else
         ``"bernoulli"``. ``pyro-cvae train`` builds its model with this, so the command line and
         ``CVAE(ModelConfig.for_data(data))`` give the same model.
@@ -200,7 +226,7 @@ class ModelConfig(FrozenConfig):
             data.train.y.shape[1] if data.train.y.dim() == 2 else 0
         )  # fmt: skip
         defaults: dict = {
-            "likelihood": data.default_likelihood,
+            "likelihood": default_likelihood(data),
             "table_columns": data.table.layout if data.table is not None else (),
             "image_shape": tuple(data.image_shape),
             "num_classes": 0 if (unconditional or width) else data.num_classes,

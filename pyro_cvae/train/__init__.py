@@ -7,6 +7,7 @@ Imports layers 0 to 3. Nothing else in the package runs a training step.
 from .callbacks import STOP, Callback, CSVLogger, EarlyStopping, ProgressBar, TensorBoard
 from .classifier import train_classifier
 from .config import SemiSupervisedConfig, TrainConfig, config_from_dict
+from .defaults import FAMILY_MODELS, build_for, train_config
 from .families import (
     AuxiliaryFamily,
     ClassifierFamily,
@@ -43,6 +44,7 @@ __all__ = [
     "CompletionFamily",
     "ConditionalFamily",
     "EarlyStopping",
+    "FAMILY_MODELS",
     "Family",
     "History",
     "M1M2",
@@ -57,6 +59,7 @@ __all__ = [
     "SemiSupervisedFamily",
     "TensorBoard",
     "TrainConfig",
+    "build_for",
     "check_data_fits_model",
     "config_from_dict",
     "family_for",
@@ -71,5 +74,6 @@ __all__ = [
     "output_path",
     "run_binarizes",
     "train_classifier",
+    "train_config",
     "train_quadrants",
 ]
