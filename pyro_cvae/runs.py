@@ -31,6 +31,7 @@ from .figures import write_figures
 from .judge import evaluate, label_diversity
 from .models import kind_of, save_safetensors
 from .models.contract import config_dict
+from .train import RunFolder
 
 __all__ = ["FinishedRun", "finish_run", "MODEL_FILE", "SAFETENSORS_FILE", "METRICS_FILE"]
 
@@ -71,8 +72,8 @@ def _train_settings(out: Path, config) -> dict:
     """The run's training settings: ``config``'s, else those ``fit`` recorded in config.json."""
     if config is not None:
         return config.to_dict()
-    path = out / "config.json"
-    return json.loads(path.read_text()).get("train", {}) if path.is_file() else {}
+    folder = RunFolder(out)
+    return folder.config().get("train", {}) if folder.has_config() else {}
 
 
 def _metrics(model, data: Dataset, out: Path, config, eval_samples: int, progress: bool) -> dict:

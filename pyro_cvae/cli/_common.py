@@ -9,7 +9,6 @@ Parsing and printing only; every decision is the library's.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from .._validate import resolve_device
 from ..checkpoint import run_folder_of
 from ..data import BINARIZATIONS, DATASETS, MOLECULE_DATASETS
 from ..models import load
-from ..train import load_schema
+from ..train import RunFolder, load_schema
 from .types import comma_list, index_pair, int_list, key_value, positive_int
 
 __all__ = [
@@ -208,10 +207,8 @@ def pick(split, indices, what: str = "--images"):
 
 def class_names(folder: Path, num_classes: int) -> list[str]:
     """The class names a run recorded (its own data's sub-folders), else ``"0"``, ``"1"``, ..."""
-    cfg = Path(folder) / "config.json"
-    names = (
-        json.loads(cfg.read_text()).get("data", {}).get("class_names") if cfg.is_file() else None
-    )
+    run = RunFolder(folder)
+    names = run.config().get("data", {}).get("class_names") if run.has_config() else None
     return (
         list(names) if names and len(names) == num_classes else [str(i) for i in range(num_classes)]
     )
