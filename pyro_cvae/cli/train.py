@@ -34,7 +34,7 @@ from ..models import (
 from ..nn.nets import ACTIVATIONS
 from ..nn.priors import PRIORS
 from ..runs import finish_run
-from ..train import SemiSupervisedConfig, TrainConfig, build_for, fit, train_config
+from ..train import RunFolder, SemiSupervisedConfig, TrainConfig, build_for, fit, train_config
 from ._common import add_data_args, int_list, key_value, positive_int, print_metrics, unit
 from ._molecules import train_molecules
 
@@ -284,8 +284,10 @@ def _check_flags(args, train_cfg: TrainConfig) -> None:
         )
 
 
-def _train_config(args, family: str) -> TrainConfig:
-    """The run's training config: the flags given, the library's defaults for the others."""
+def _train_config(args, family: str, recorded: dict | None = None) -> TrainConfig:
+    """The run's training config: the flags given, the library's defaults for the others; on
+    ``--resume`` (``recorded``: the run's ``train`` settings) the recorded values for the others,
+    so a run continues with the settings it was started with, whichever defaults they were."""
     fields = dict(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, objective=args.objective,
         particles=args.particles, alpha=args.alpha, beta=args.beta,
@@ -296,6 +298,8 @@ def _train_config(args, family: str) -> TrainConfig:
     if family == "semi-supervised":  # --seed also draws the labelled subset
         fields.update(num_labels=args.labels, label_fraction=args.label_fraction,
                       label_seed=args.seed, class_weight=args.class_weight)  # fmt: skip
+    if recorded:
+        fields = {k: recorded.get(k) if v is None else v for k, v in fields.items()}
     return train_config(family, **fields)
 
 
@@ -340,6 +344,10 @@ def run(args) -> int:
     source = args.data or args.dataset or "digits"
     if args.out is None:  # runs/mnist, runs/faces for --data data/faces/
         args.out = str(Path("runs") / Path(str(source)).stem)
+    run_folder = RunFolder(args.out)
+    if args.resume and run_folder.has_config():  # unset flags: the settings the run recorded
+        train_cfg = _train_config(args, family, run_folder.config().get("train", {}))
+        _check_flags(args, train_cfg)
     binarize = args.binarize or default_binarize(source, args.likelihood)
     files = dict(image_size=args.image_size, condition=args.condition) if args.data else {}
     data = load_dataset(source, binarize=binarize, data_dir=args.data_dir, seed=train_cfg.seed,

@@ -187,3 +187,21 @@ def test_semi_supervised_molecules_are_refused_in_flags(tmp_path, capsys):
     assert main(argv) == 2
     assert "drop --semi-supervised" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_resume_keeps_the_settings_the_run_recorded(tmp_path, capsys):
+    """A run started with other settings than today's defaults (the old command line wrote
+    lr 0.001 and batch size 128 for M2) continues with them under ``--resume`` without repeating
+    the flags; a flag that is given and differs is still refused."""
+    out = tmp_path / "m2"
+    flags = ["--train-size", "200", "--semi-supervised", "--labels", "50"]
+    _cli(out, *flags, "--lr", "0.001", "--batch-size", "128")
+    argv = ["train", "--epochs", "2", "--eval-samples", "0", "--quiet", "--out", str(out)]
+    assert main([*argv, *flags, "--resume"]) == 0
+    cfg = _config(out)["train"]
+    assert (cfg["lr"], cfg["batch_size"]) == (0.001, 128)
+    rows = (out / "metrics.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 2  # header and both epochs: the run went on from epoch 1
+    capsys.readouterr()
+    assert main([*argv, "--epochs", "3", *flags, "--resume", "--lr", "0.002"]) == 2
+    assert "lr: 0.001 -> 0.002" in capsys.readouterr().err

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "semi_supervised.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "semi_supervised.py"
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

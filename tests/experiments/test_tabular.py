@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "tabular.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "tabular.py"
 HAVE_CTGAN = importlib.util.find_spec("ctgan") is not None
 
 

@@ -1,6 +1,6 @@
 """Run by test_reliability.py: ``pyro-cvae train`` in this process, stopped at a chosen moment.
 
-    python tests/_kill_worker.py OUT [--resume] [--sigkill-at-step N | --sigint-at-step N |
+    python tests/train/_kill_worker.py OUT [--resume] [--sigkill-at-step N | --sigint-at-step N |
                                        --sigkill-in-write N]
 
 ``--sigkill-at-step N`` kills the process (SIGKILL, no clean-up) after N training steps of this

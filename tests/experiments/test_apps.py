@@ -11,7 +11,7 @@ import pyro_cvae
 from pyro_cvae.applications import anomaly_scores
 from pyro_cvae.judge import attribute_control
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ["colored_digits", "anomaly", "augmentation", "quadrants"]
 
 

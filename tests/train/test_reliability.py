@@ -20,7 +20,7 @@ from pyro_cvae.checkpoint import CheckpointError, list_checkpoints, load_checkpo
 from pyro_cvae.cli import main
 from pyro_cvae.train import CheckpointWriteError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("_kill_worker.py")  # pyro-cvae train, stopped on cue
 EPOCHS, STEPS_PER_EPOCH = 4, 10  # the worker's run: 300 images, batches of 30
 

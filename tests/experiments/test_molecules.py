@@ -11,7 +11,7 @@ pytest.importorskip("selfies")
 if importlib.util.find_spec("moses") is None:
     pytest.skip("molsets is not installed", allow_module_level=True)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _load():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "priors.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "priors.py"
 
 
 def _load():
