@@ -10,7 +10,8 @@ from safetensors import safe_open
 
 import pyro_cvae as pc
 from pyro_cvae.checkpoint import load_checkpoint
-from pyro_cvae.data import load_schema, read_table
+from pyro_cvae.data import read_table
+from pyro_cvae.train import load_schema
 
 FILES = ("model.pt", "model.safetensors")
 
