@@ -1,5 +1,5 @@
 """Layer 1, data: in-memory splits with their condition, the built-in data sets, the user's own
-files (image folders, .npz, tables), partial labels, attribute and table schemas and the
+files (image folders, .npz, tables) in memory or streamed, partial labels, attribute and table schemas and the
 coloured-digit data set.
 
 Imports only layer 0 (:mod:`pyro_cvae._validate`) and third-party libraries.
@@ -38,6 +38,7 @@ from .labels import partial_labels
 from .loaders import DATASETS, grey_level_images, load_dataset
 from .molecules import MOLECULE_DATASETS, is_molecule_data, load_moses
 from .names import DIGIT_NAMES, FASHION_NAMES
+from .stream import StreamDataset, StreamedDataError, StreamSplit, inputs_to_check
 from .tables import (
     TABLE_FILE,
     TABLE_KINDS,
@@ -67,6 +68,9 @@ __all__ = [
     "SCHEMAS",
     "SCHEMA_FILE",
     "Split",
+    "StreamDataset",
+    "StreamSplit",
+    "StreamedDataError",
     "TABLE_FILE",
     "TABLE_KINDS",
     "TableColumn",
@@ -81,6 +85,7 @@ __all__ = [
     "dominant_color",
     "eval_binarize",
     "grey_level_images",
+    "inputs_to_check",
     "is_molecule_data",
     "load_dataset",
     "load_files",

@@ -144,8 +144,9 @@ def check_memory(n: int, channels: int, height: int, width: int, image_size=None
         )
 
 
-def read_images(paths: list[Path], image_size: int | None) -> torch.Tensor:
-    """Images as (N, C, H, W) in [0, 1]: grey when all are grey (C = 1), else RGB (C = 3)."""
+def image_format(paths: list[Path], image_size: int | None) -> tuple[bool, int, int]:
+    """``(grey, width, height)`` of the images at ``paths``, from their headers only: grey when
+    all are grey, and the common size (refused when the sizes differ and no ``image_size``)."""
     if not paths:
         raise DataFileError("no images to read")
     headers = [_header(p) for p in paths]
@@ -161,14 +162,24 @@ def read_images(paths: list[Path], image_size: int | None) -> torch.Tensor:
                 "resize them all with image_size (--image-size N)"
             )
     w, h = (image_size, image_size) if image_size is not None else headers[0][1]
+    return grey, w, h
+
+
+def decode_image(path: Path, grey: bool, image_size: int | None) -> np.ndarray:
+    """One image as float32 (C, H, W) in [0, 1], grey (C = 1) or RGB (C = 3), resized to
+    ``image_size`` when given: the same bytes in memory and streamed."""
+    img = _open(path).convert("L" if grey else "RGB")
+    if image_size is not None and img.size != (image_size, image_size):
+        img = img.resize((image_size, image_size), Image.BILINEAR)
+    a = np.asarray(img, dtype=np.float32) / 255.0
+    return a[None] if grey else a.transpose(2, 0, 1)
+
+
+def read_images(paths: list[Path], image_size: int | None) -> torch.Tensor:
+    """Images as (N, C, H, W) in [0, 1]: grey when all are grey (C = 1), else RGB (C = 3)."""
+    grey, w, h = image_format(paths, image_size)
     check_memory(len(paths), 1 if grey else 3, h, w, image_size)
-    out = []
-    for p in paths:
-        img = _open(p).convert("L" if grey else "RGB")
-        if image_size is not None and img.size != (image_size, image_size):
-            img = img.resize((image_size, image_size), Image.BILINEAR)
-        a = np.asarray(img, dtype=np.float32) / 255.0
-        out.append(a[None] if grey else a.transpose(2, 0, 1))
+    out = [decode_image(p, grey, image_size) for p in paths]
     try:
         return torch.from_numpy(np.stack(out))
     except MemoryError:
@@ -178,8 +189,9 @@ def read_images(paths: list[Path], image_size: int | None) -> torch.Tensor:
         ) from None
 
 
-def load_image_folder(path: Path, *, image_size=None, condition=None, seed: int = 0) -> dict:
-    """One sub-folder per class (sorted names are the classes 0, 1, ...)."""
+def image_folder_files(path: Path, condition=None) -> tuple[list[Path], np.ndarray, tuple]:
+    """The images of a folder of one sub-folder per class, their labels (N,) and the class names
+    (sorted sub-folder names; none for a flat folder of unlabelled images, labels all 0)."""
     if condition:
         raise DataFileError(
             f"{path} is an image folder whose classes are its sub-folders; condition columns "
@@ -194,9 +206,7 @@ def load_image_folder(path: Path, *, image_size=None, condition=None, seed: int 
                 "images per class, a flat folder of images (unlabelled), or images with one "
                 "attribute CSV"
             )
-        x = read_images(found, image_size)
-        y = torch.zeros(len(found), dtype=torch.int64)
-        return dict(**_splits(x, y, None, seed), class_names=(), source=str(path))
+        return found, np.zeros(len(found), dtype=np.int64), ()
     files, labels = [], []
     for k, folder in enumerate(classes):
         found = _image_files(folder)
@@ -207,10 +217,16 @@ def load_image_folder(path: Path, *, image_size=None, condition=None, seed: int 
             )
         files += found
         labels += [k] * len(found)
+    return files, np.asarray(labels, dtype=np.int64), tuple(p.name for p in classes)
+
+
+def load_image_folder(path: Path, *, image_size=None, condition=None, seed: int = 0) -> dict:
+    """One sub-folder per class (sorted names are the classes 0, 1, ...)."""
+    files, y, names = image_folder_files(path, condition)
     x = read_images(files, image_size)
-    y = np.asarray(labels, dtype=np.int64)
-    return dict(**_splits(x, torch.from_numpy(y), y, seed),
-                class_names=tuple(p.name for p in classes), source=str(path))  # fmt: skip
+    strata = y if names else None
+    return dict(**_splits(x, torch.from_numpy(y), strata, seed), class_names=names,
+                source=str(path))  # fmt: skip
 
 
 def infer_attributes(frame: pd.DataFrame, source: str) -> AttributeSchema:
@@ -267,8 +283,10 @@ def _check_names(condition, source) -> list:
     return condition
 
 
-def load_image_attributes(path: Path, *, image_size=None, condition=None, seed: int = 0) -> dict:
-    """A folder of images and one CSV: file name, then one column per attribute."""
+def image_attribute_files(path: Path, condition=None) -> dict:
+    """The images of a folder with one attribute CSV, in the CSV's order: ``files``, the
+    attribute ``schema``, the condition vectors ``y`` (N, width), the ``strata`` of the split
+    and the CSV's path (``source``)."""
     tables = sorted(path.glob("*.csv"))
     if len(tables) != 1:
         raise DataFileError(
@@ -315,10 +333,16 @@ def load_image_attributes(path: Path, *, image_size=None, condition=None, seed: 
             )
         files.append(p)
     schema = infer_attributes(attrs, source)
-    x = read_images(files, image_size)
-    y = _encode_conditions(attrs, schema)
-    return dict(**_splits(x, y, _strata(attrs, schema), seed), class_names=(), schema=schema,
-                source=source)  # fmt: skip
+    return dict(files=files, schema=schema, y=_encode_conditions(attrs, schema),
+                strata=_strata(attrs, schema), source=source)  # fmt: skip
+
+
+def load_image_attributes(path: Path, *, image_size=None, condition=None, seed: int = 0) -> dict:
+    """A folder of images and one CSV: file name, then one column per attribute."""
+    found = image_attribute_files(path, condition)
+    x = read_images(found["files"], image_size)
+    return dict(**_splits(x, found["y"], found["strata"], seed), class_names=(),
+                schema=found["schema"], source=found["source"])  # fmt: skip
 
 
 # ------------------------------------------------------------------ arrays and tables

@@ -24,6 +24,7 @@ from .core import BINARIZATIONS, Dataset, Split, default_data_dir
 from .files import FILE_SOURCES, detect_source, load_files
 from .molecules import MOLECULE_DATASETS
 from .names import DIGIT_NAMES, FASHION_NAMES
+from .stream import stream_files
 
 __all__ = ["DATASETS", "grey_level_images", "load_dataset"]
 
@@ -200,8 +201,11 @@ def load_dataset(
     image_size: int | None = None,
     condition: str | list[str] | None = None,
     source: str | None = None,
+    stream: bool = False,
+    workers: int = 0,
 ) -> Dataset:
-    """Load a built-in data set by name, or the user's own data by path, as in-memory tensors.
+    """Load a built-in data set by name, or the user's own data by path, as in-memory tensors
+    (or, with ``stream=True``, read batch by batch from the files).
 
     Args:
         name: one of :data:`DATASETS` (``"digits"`` ships with scikit-learn and is the default),
@@ -222,10 +226,29 @@ def load_dataset(
         condition: a table's condition columns (a list or ``"a,b"``); the others are the data.
             For an image folder with an attribute CSV: the attribute columns to use (default all).
         source: the kind of the user's data, a key of :data:`FILE_SOURCES` (default: detected).
+        stream: the user's image folder, attribute folder or CSV / Parquet table read lazily, a
+            batch at a time, by ``torch.utils.data.DataLoader`` workers: a
+            :class:`~pyro_cvae.data.stream.StreamDataset` with the same splits, conditions,
+            schemas and training as in memory (see :mod:`pyro_cvae.data.stream`), for data
+            larger than memory. Default: in memory.
+        workers: with ``stream=True``, the ``DataLoader``'s worker processes (0: read in this
+            process).
 
     Returns:
         a :class:`Dataset` with ``train``, ``val`` and ``test`` splits.
     """
+    if not stream and workers:
+        raise ValueError(
+            f"workers={workers} are the DataLoader workers of a streamed data set; add "
+            "stream=True (--stream), or drop workers (--workers)"
+        )
+    if stream and (str(name) in MOLECULE_DATASETS or str(name) in DATASETS):
+        kind = "MOSES" if str(name) in MOLECULE_DATASETS else "built-in"
+        raise ValueError(
+            f"nothing to stream: {str(name)!r} is a {kind} data set, loaded into memory whole; "
+            "stream=True (--stream) reads your own data by path (an image folder, an attribute "
+            "folder or a CSV / Parquet table): drop stream (--stream), or give --data PATH"
+        )
     if str(name) in MOLECULE_DATASETS:  # token rows and properties: pyro_cvae.data.molecules
         return MOLECULE_DATASETS[str(name)](Path(data_dir) if data_dir else None, train_size)
     if str(name) not in DATASETS and not Path(name).exists():
@@ -239,6 +262,11 @@ def load_dataset(
     if binarize not in BINARIZATIONS:
         raise ValueError(f"unknown binarize {binarize!r}; choose one of {', '.join(BINARIZATIONS)}")
     meta: dict = {}
+    if stream:
+        return stream_files(name, source=source, binarize=binarize, seed=seed,
+                            train_size=train_size, image_size=image_size, condition=condition,
+                            workers=workers,
+                            cache_dir=data_dir)  # fmt: skip
     if str(name) in DATASETS:
         if image_size is not None or condition or source:
             raise ValueError(

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import torch
 
 from ..checkpoint import CheckpointError
-from ..data import Dataset, binarize_draw, check_labels, partial_labels
+from ..data import Dataset, binarize_draw, check_labels, inputs_to_check, partial_labels
 from ..evaluate.bounds import elbo_per_image
 from ..evaluate.semisupervised import accuracy
 from ..infer.auxiliary import AuxiliaryObjective
@@ -155,7 +155,8 @@ class ConditionalFamily(Family):
         for name in ("train", "val", "test"):
             split = getattr(data, name)
             if len(split):
-                check_inputs(model, split.x, condition_of(model, split.y))
+                x, y = inputs_to_check(split)  # a streamed split: its first items
+                check_inputs(model, x, condition_of(model, y))
 
     def step_args(self, model, x, y) -> tuple:
         return (x, condition_of(model, y))
@@ -178,7 +179,7 @@ class ClassifierFamily(Family):
 
     def check(self, model, data: Dataset, config: TrainConfig) -> None:
         super().check(model, data, config)
-        model.check_inputs(data.train.x, data.train.y)
+        model.check_inputs(*inputs_to_check(data.train))
 
 
 class CompletionFamily(Family):
@@ -238,7 +239,7 @@ class SemiSupervisedFamily(Family):
         super().check(model, data, config)
         self.mask = labelled_mask(data, config, self.labelled)
         check_data_fits_model(model, data)
-        model.check_inputs(data.train.x)
+        model.check_inputs(inputs_to_check(data.train)[0])
         check_labels(data.train.y[self.mask], model.config.num_classes)
         for name in ("val", "test"):
             split = getattr(data, name)
