@@ -29,6 +29,7 @@ __all__ = [
     "positive_int",
     "index_pair",
     "add_data_args",
+    "add_stream_args",
     "comma_list",
     "add_common_args",
     "add_deprecated_alias",
@@ -95,6 +96,20 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="use only the first N training images (and N validation/test images)",
     )
+
+
+def add_stream_args(p: argparse.ArgumentParser) -> None:
+    """``--stream`` and ``--workers``: the user's data read batch by batch (``train``)."""
+    p.add_argument(
+        "--stream", action="store_true", default=None,
+        help="with --data: read the images or table rows batch by batch instead of loading them "
+        "into memory (data larger than memory); same splits and training as in memory",
+    )  # fmt: skip
+    p.add_argument(
+        "--workers", type=int, default=None, metavar="N",
+        help="with --stream: DataLoader worker processes that read the batches (default 0: the "
+        "training process reads them)",
+    )  # fmt: skip
 
 
 def add_common_args(p: argparse.ArgumentParser) -> None:

@@ -35,7 +35,15 @@ from ..nn.nets import ACTIVATIONS
 from ..nn.priors import PRIORS
 from ..runs import finish_run
 from ..train import RunFolder, SemiSupervisedConfig, TrainConfig, build_for, fit, train_config
-from ._common import add_data_args, int_list, key_value, positive_int, print_metrics, unit
+from ._common import (
+    add_data_args,
+    add_stream_args,
+    int_list,
+    key_value,
+    positive_int,
+    print_metrics,
+    unit,
+)
 from ._molecules import train_molecules
 
 #: K of the test log-likelihood when --eval-samples is not given: finish_run's default
@@ -74,6 +82,7 @@ def add_parser(sub) -> None:
         "default (TrainConfig, SemiSupervisedConfig, ModelConfig.for_data).",
     )
     add_data_args(t)
+    add_stream_args(t)
     t.add_argument(
         "--out", default=None,
         help="run folder (default: runs/<data set>, e.g. runs/mnist; runs/<name> for --data)",
@@ -323,6 +332,8 @@ def _recorded_data(args) -> None:
         args.train_size = spec.get("train_size")
     if args.binarize is None:
         args.binarize = spec.get("binarize")
+    if args.stream is None and spec.get("stream"):
+        args.stream = True
 
 
 def run(args) -> int:
@@ -341,6 +352,19 @@ def run(args) -> int:
         _recorded_data(args)
     if not args.data and (args.image_size or args.condition):
         raise ValueError("--image-size and --condition describe your own data; add --data PATH")
+    if args.workers is not None and not args.stream:
+        raise ValueError("--workers N are the readers of a streamed data set; add --stream")
+    if args.stream and not args.data:
+        name = args.dataset or "digits"
+        raise ValueError(
+            f"--stream with --dataset {name}: nothing to stream, the built-in data set is loaded "
+            "into memory whole; --stream reads your own data by path: give --data PATH (an "
+            "image folder, an attribute folder or a CSV / Parquet table), or drop --stream"
+        )
+    if args.stream and semi:
+        raise ValueError(
+            "--semi-supervised holds its labelled and unlabelled images in memory; drop --stream"
+        )
     source = args.data or args.dataset or "digits"
     if args.out is None:  # runs/mnist, runs/faces for --data data/faces/
         args.out = str(Path("runs") / Path(str(source)).stem)
@@ -350,6 +374,8 @@ def run(args) -> int:
         _check_flags(args, train_cfg)
     binarize = args.binarize or default_binarize(source, args.likelihood)
     files = dict(image_size=args.image_size, condition=args.condition) if args.data else {}
+    if args.stream:
+        files.update(stream=True, workers=args.workers or 0)
     data = load_dataset(source, binarize=binarize, data_dir=args.data_dir, seed=train_cfg.seed,
                         train_size=args.train_size, **files)  # fmt: skip
     if is_molecule_data(data):  # SMILES as tokens: the sequence CVAE (pyro_cvae.models.molecules)

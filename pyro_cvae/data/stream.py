@@ -45,6 +45,9 @@ import torch.utils.data
 
 from .core import Dataset, Split, binarize_draw, default_data_dir, eval_binarize
 from .files import (
+    _check_names,
+    _encode_conditions,
+    _strata,
     decode_image,
     detect_source,
     image_attribute_files,
@@ -52,9 +55,6 @@ from .files import (
     image_format,
     infer_attributes,
     split_indices,
-    _check_names,
-    _encode_conditions,
-    _strata,
 )
 from .tables import DataFileError, TableColumn, TableSchema, check_rows
 
@@ -514,7 +514,9 @@ def _encode_rows(path: Path, table: TableSchema, n: int, dtypes: dict, cache_dir
     del rows
     if at != n:
         tmp.unlink()
-        raise DataFileError(f"{path} changed while it was read ({n} rows, then {at}); read it again")
+        raise DataFileError(
+            f"{path} changed while it was read ({n} rows, then {at}); read it again"
+        )
     tmp.replace(cache)
     return cache, digest
 
