@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import eval_speed, overhead, semi_speed, train_speed
+from benchmarks import eval_speed, overhead, semi_speed, streaming, train_speed
 from pyro_cvae.evaluate import DEFAULT_MAX_FLOATS
 
 RESULTS = Path(__file__).with_name("results.md")
@@ -236,6 +236,9 @@ def main(argv=None) -> None:
         text += ["No CUDA GPU was present in this run: CPU figures only.", ""]
     for m in results:
         text += section(m)
+    # the streamed image folder (benchmarks/streaming.py): its own subprocesses, CPU only
+    stream_sizes = (40, 80) if args.tiny else (400, 4000) if args.quick else streaming.SIZES
+    text += streaming.section(streaming.measure(stream_sizes, log=log, subprocesses=not args.tiny))
     text += ["Raw log:", "", "```", *lines, "```", ""]
     Path(args.out).write_text("\n".join(text))
     print(f"wrote {args.out}")

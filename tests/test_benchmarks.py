@@ -88,6 +88,7 @@ def test_benchmark_writes_every_section(tmp_path):
         "### Semi-supervised",
         "### Evaluation",
         "Where an ELBO",
+        "## Streamed image folder",
     ):
         assert heading in text
     tiny = plan(Namespace(quick=False, tiny=True, repeats=5, iwae_train_size=10000))
@@ -141,3 +142,23 @@ def test_fit_ab_refuses_an_other_that_is_not_a_checkout(tmp_path, capsys):
     with pytest.raises(SystemExit):
         fit_ab.main(["--other", str(tmp_path)])
     assert "is not a pyro_cvae checkout" in capsys.readouterr().err
+
+
+def test_streaming_benchmark_measures_both_modes_and_writes_its_section(tmp_path):
+    from benchmarks import streaming
+
+    rows = []
+    for n in (20, 40):
+        folder = streaming.generate(tmp_path / f"png{n}", n, classes=2, size=8)
+        for mode in ("memory", "stream"):
+            row = streaming.child(str(folder), mode, workers=0)
+            assert row["images"] == len(pc.load_dataset(folder).train) and row["peak_mb"] > 0
+            rows.append({"files": n, "mode": mode, "workers": 0, **row})
+    lines = streaming.section(rows, wall_s=1.0)
+    assert lines[0] == streaming.HEADING and sum(line.count("| stream |") for line in lines) == 2
+    out = tmp_path / "results.md"
+    out.write_text("# Benchmarks\n\n## CPU\n\nfigures\n")
+    streaming.write_section(out, lines)
+    streaming.write_section(out, lines)  # a second run replaces its section, keeps the others
+    text = out.read_text()
+    assert text.count(streaming.HEADING) == 1 and "## CPU\n\nfigures" in text
