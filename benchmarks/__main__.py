@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import platform
+import time
 from pathlib import Path
 
 import torch
@@ -252,7 +253,9 @@ def main(argv=None) -> None:
         print(msg, flush=True)
         lines.append(msg)
 
+    started = time.perf_counter()
     results = [measure(d, args, log) for d in devices]
+    minutes = (time.perf_counter() - started) / 60
     rep = results[0]["repeats"]
     sz = plan(args)
     data = "MNIST" if sz["dataset"] == "mnist" else sz["dataset"]
@@ -260,8 +263,8 @@ def main(argv=None) -> None:
     text = [
         "# Benchmarks",
         "",
-        f"Written by `python -m benchmarks` on {datetime.date.today()} (torch "
-        f"{torch.__version__}). MLP CVAE, hidden {hidden}, latent {sz['latent']}, batch 128, "
+        f"Written by `python -m benchmarks` on {datetime.date.today()} in {minutes:.0f} minutes "
+        f"(torch {torch.__version__}). MLP CVAE, hidden {hidden}, latent {sz['latent']}, batch 128, "
         f"{data} (dynamic binarisation). Pyro and the hand-written PyTorch loop "
         "(`benchmarks/plain.py`, fused "
         f"Adam) alternate epochs in one process; medians of {rep} timed epochs after one "
