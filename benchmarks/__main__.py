@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import platform
+import time
 from pathlib import Path
 
 import torch
 
-from benchmarks import eval_speed, overhead, semi_speed, streaming, train_speed
+from benchmarks import eval_speed, fit_speed, overhead, semi_speed, streaming, train_speed
 from pyro_cvae.evaluate import DEFAULT_MAX_FLOATS
 
 RESULTS = Path(__file__).with_name("results.md")
@@ -39,17 +40,22 @@ def plan(args) -> dict:
     """The sizes of a run: the full one (default), ``--quick`` (a smoke test on MNIST) or
     ``--tiny`` (seconds, on the 8x8 digits: the test suite's check that every section is
     written, through the same code as the other two)."""
-    if args.tiny:
+    fits = {"fit_cases": tuple(fit_speed.CASES), "fit_rounds": args.fit_rounds, "fit_sizes": {}}
+    if args.tiny:  # the fit rows on digits only, two epochs of tiny networks
+        fits = {"fit_cases": ("digits",), "fit_rounds": 1,
+                "fit_sizes": {"epochs": 2, "hidden": (32,), "latent": 4}}  # fmt: skip
         return {"dataset": "digits", "train_size": 300, "iw_size": 200, "repeats": 1,
                 "steps": 2, "k_eval": 10, "eval_images": (5, 20), "matmul_n": 256,
-                "hidden": (32,), "latent": 4}  # fmt: skip
+                "hidden": (32,), "latent": 4, **fits}  # fmt: skip
     if args.quick:
+        fits = {"fit_cases": ("digits", "10k-elbo"), "fit_rounds": 1,
+                "fit_sizes": {"epochs": 1}}  # fmt: skip
         return {"dataset": "mnist", "train_size": 2000, "iw_size": 500, "repeats": 1,
                 "steps": 50, "k_eval": 200, "eval_images": (10, 40), "matmul_n": 2048,
-                "hidden": (400,), "latent": 50}  # fmt: skip
+                "hidden": (400,), "latent": 50, **fits}  # fmt: skip
     return {"dataset": "mnist", "train_size": None, "iw_size": args.iwae_train_size,
             "repeats": args.repeats, "steps": 500, "k_eval": 5000, "eval_images": (50, 200),
-            "matmul_n": 2048, "hidden": (400,), "latent": 50}  # fmt: skip
+            "matmul_n": 2048, "hidden": (400,), "latent": 50, **fits}  # fmt: skip
 
 
 def measure(device: str, args, log) -> dict:
@@ -64,6 +70,9 @@ def measure(device: str, args, log) -> dict:
     return {
         "device": device,
         "rate": rate,
+        "fits": fit_speed.run(
+            sz["fit_cases"], sz["fit_rounds"], device=device, log=log, sizes=sz["fit_sizes"]
+        ),  # fmt: skip
         "matmul_n": n,
         "repeats": rep,
         "n_full": size or 50000,
@@ -81,6 +90,9 @@ def measure(device: str, args, log) -> dict:
 def targets(m: dict) -> list[tuple[str, str, bool]]:
     """(target, measured value, met?) for each speed and memory target of the issue."""
     rows = []
+    for r in m["fits"]:
+        rows.append((f"one `pc.fit` call, {_fit_case(r)}: <= {r['target']:.2f}x the "
+                     "hand-written loop", f"{r['ratio']:.3f}x", r["ratio"] <= r["target"]))  # fmt: skip
     elbo = m["elbo"][0]["ratio"]
     rows.append(("ELBO epoch <= 1.05x the plain loop", f"{elbo:.3f}x", elbo <= 1.05))
     for r in m["iwae"]:
@@ -109,6 +121,12 @@ def targets(m: dict) -> list[tuple[str, str, bool]]:
     return rows
 
 
+def _fit_case(r: dict) -> str:
+    what = "ELBO" if r["particles"] == 1 else f"IWAE K={r['particles']}"
+    data = "digits" if r["case"] == "digits" else "MNIST"
+    return f"{data} {r['images']} images, {what}, {r['epochs']} epochs, batch {r['batch_size']}"
+
+
 def section(m: dict) -> list[str]:
     """The Markdown of one device's figures."""
     rate = m["rate"]
@@ -124,11 +142,29 @@ def section(m: dict) -> list[str]:
         "figure's matrix products reach (FLOPs counted by `torch.utils.flop_counter`, forward "
         "and backward).",
         "",
-        "### Targets of issue 14, checked against this run",
+        "### Targets of issues 14 and 30, checked against this run",
         "",
         "| target | measured | met |",
         "|---|---|---|",
         *[f"| {t} | {v} | {'yes' if ok else 'no'} |" for t, v, ok in targets(m)],
+        "",
+        "### One `pc.fit` call against the hand-written loop, set-up included",
+        "",
+        "Each round trains a fresh model: one `pc.fit` call as a user makes it (checks, the "
+        "lean path's qualification trace, optimizer, the family's set-up, every epoch's "
+        "shuffling, binarisation and history row; no run folder, progress bar or validation) "
+        "and the hand-written loop of `benchmarks/plain.py` (its optimizer and epochs), "
+        "alternating in one process (`benchmarks/fit_speed.py`); medians of "
+        f"{m['fits'][0]['rounds'] if m['fits'] else 0} timed rounds after one warm-up. The "
+        "digits model is the demo's, `ModelConfig.for_data(digits)` (hidden 256, 256, latent 8).",
+        "",
+        "| case | plain s/call | pc.fit s/call | ratio | target |",
+        "|---|---|---|---|---|",
+        *[
+            f"| {_fit_case(r)} | {r['plain_s']:.2f} | {r['pyro_s']:.2f} | {r['ratio']:.3f} | "
+            f"<= {r['target']:.2f}x |"
+            for r in m["fits"]
+        ],  # fmt: skip
         "",
         "### Training: pyro_cvae against plain PyTorch",
         "",
@@ -193,6 +229,8 @@ def section(m: dict) -> list[str]:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--repeats", type=int, default=5, help="timed epochs per side (5)")
+    p.add_argument("--fit-rounds", type=int, default=3,
+                   help="timed fit calls per side in the fit-call rows (3)")  # fmt: skip
     p.add_argument("--iwae-train-size", type=int, default=10000,
                    help="training images for the IWAE and M2 rows (default 10000 of 50000)")  # fmt: skip
     p.add_argument("--device", choices=("all", "cpu", "cuda"), default="all",
@@ -215,7 +253,9 @@ def main(argv=None) -> None:
         print(msg, flush=True)
         lines.append(msg)
 
+    started = time.perf_counter()
     results = [measure(d, args, log) for d in devices]
+    minutes = (time.perf_counter() - started) / 60
     rep = results[0]["repeats"]
     sz = plan(args)
     data = "MNIST" if sz["dataset"] == "mnist" else sz["dataset"]
@@ -223,8 +263,8 @@ def main(argv=None) -> None:
     text = [
         "# Benchmarks",
         "",
-        f"Written by `python -m benchmarks` on {datetime.date.today()} (torch "
-        f"{torch.__version__}). MLP CVAE, hidden {hidden}, latent {sz['latent']}, batch 128, "
+        f"Written by `python -m benchmarks` on {datetime.date.today()} in {minutes:.0f} minutes "
+        f"(torch {torch.__version__}). MLP CVAE, hidden {hidden}, latent {sz['latent']}, batch 128, "
         f"{data} (dynamic binarisation). Pyro and the hand-written PyTorch loop "
         "(`benchmarks/plain.py`, fused "
         f"Adam) alternate epochs in one process; medians of {rep} timed epochs after one "

@@ -69,7 +69,7 @@ def test_semi_supervised_benchmark_counts_the_enumerated_work():
 def test_quick_benchmark_measures_mnist_at_its_sizes():
     from benchmarks.__main__ import plan
 
-    quick = plan(Namespace(quick=True, tiny=False, repeats=5, iwae_train_size=10000))
+    quick = plan(Namespace(quick=True, tiny=False, repeats=5, iwae_train_size=10000, fit_rounds=3))
     assert quick["dataset"] == "mnist"
     assert (quick["train_size"], quick["iw_size"], quick["repeats"]) == (2000, 500, 1)
 
@@ -83,7 +83,8 @@ def test_benchmark_writes_every_section(tmp_path):
     text = out.read_text()
     for heading in (
         "## CPU",
-        "### Targets of issue 14",
+        "### Targets of issues 14 and 30",
+        "### One `pc.fit` call against the hand-written loop",
         "### Training",
         "### Semi-supervised",
         "### Evaluation",
@@ -91,11 +92,14 @@ def test_benchmark_writes_every_section(tmp_path):
         "## Streamed image folder",
     ):
         assert heading in text
-    tiny = plan(Namespace(quick=False, tiny=True, repeats=5, iwae_train_size=10000))
+    tiny = plan(Namespace(quick=False, tiny=True, repeats=5, iwae_train_size=10000, fit_rounds=3))
     n, n_iw = tiny["train_size"], tiny["iw_size"]
     assert n != n_iw  # so that each row's size tells which measurement it came from
     for row in (f"| elbo | {n} |", f"| iwae5 | {n_iw} |", f"| iwae50 | {n_iw} |", "| svi_step |"):
         assert row in text
+    # the fit-call row of digits, in its table and in the targets table with the issue's 1.10x
+    assert "| digits 1259 images, ELBO, 2 epochs, batch 64 |" in text
+    assert re.search(r"one `pc.fit` call, digits 1259 images, .*<= 1.10x .* \| (yes|no) \|", text)
 
 
 def test_benchmark_flags_refuse_an_unknown_or_absent_device(capsys):
@@ -162,3 +166,35 @@ def test_streaming_benchmark_measures_both_modes_and_writes_its_section(tmp_path
     streaming.write_section(out, lines)  # a second run replaces its section, keeps the others
     text = out.read_text()
     assert text.count(streaming.HEADING) == 1 and "## CPU\n\nfigures" in text
+
+
+def test_fit_call_rows_time_both_sides_of_one_case():
+    from benchmarks import fit_speed
+
+    rows = fit_speed.run(("digits",), rounds=1, log=lambda _: None,
+                         sizes={"epochs": 1, "hidden": (32,), "latent": 4})  # fmt: skip
+    (row,) = rows
+    assert row["case"] == "digits" and row["images"] == 1259 and row["epochs"] == 1
+    assert row["plain_s"] > 0 and row["pyro_s"] > 0
+    assert row["ratio"] == pytest.approx(row["pyro_s"] / row["plain_s"])
+    assert row["target"] == 1.10
+
+
+@pytest.mark.parametrize("case", ["digits", "10k-elbo"])
+def test_fit_call_sides_train_the_same_architecture(case):
+    from benchmarks import fit_speed
+
+    data = pc.load_dataset("digits")  # the 28x28 cases' sizes are given, so digits serve
+    model, plain = fit_speed._models(data, fit_speed.CASES[case], "cpu")
+    sizes = sorted(p.numel() for p in model.parameters())
+    assert sizes == sorted(p.numel() for p in plain.parameters())
+    if case == "digits":  # the demo's model: ModelConfig.for_data's default
+        assert model.config == pc.ModelConfig.for_data(data)
+
+
+def test_fit_speed_refuses_an_unknown_case(capsys):
+    from benchmarks import fit_speed
+
+    with pytest.raises(SystemExit):
+        fit_speed.main(["--cases", "digits,20k"])
+    assert "unknown case '20k'; choose from digits, 10k-elbo" in capsys.readouterr().err

@@ -177,7 +177,7 @@ class CVAE(PyroModule):
         """p(z | y) p(x | z, y) over one plate of B images."""
         B = x.shape[0]
         c = self.condition(y, B)
-        with pyro.plate("data", B):
+        with pyro.plate("data", B, device=x.device):  # the device given: one lookup fewer
             z = pyro.sample("z", self.z_dist(c, (B,)))  # (B, D) or (K, B, D)
             pyro.sample("x", self.x_dist(z, c), obs=x)
 
@@ -185,7 +185,7 @@ class CVAE(PyroModule):
         """q(z | x, y), inside the same plate as the model."""
         B = x.shape[0]
         c = self.condition(y, B)
-        with pyro.plate("data", B):
+        with pyro.plate("data", B, device=x.device):
             pyro.sample("z", self.q_dist(x, c))
 
     # ------------------------------------------------------------------ public helpers

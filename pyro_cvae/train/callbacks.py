@@ -84,9 +84,14 @@ class _Hooks:
 
     def __init__(self, callbacks, active: bool):
         self.callbacks = list(callbacks) if active else []
+        # per hook, the callbacks that do something there: a hook left as Callback's no-op is
+        # not called (on_step_end runs every step)
+        self.by_hook = {
+            hook: [cb for cb in self.callbacks if _overrides(cb, hook)] for hook in HOOKS
+        }
 
     def _call(self, hook: str, *args) -> list:
-        return [(cb, getattr(cb, hook)(*args)) for cb in self.callbacks if hasattr(cb, hook)]
+        return [(cb, getattr(cb, hook)(*args)) for cb in self.by_hook[hook]]
 
     def fit_start(self, run) -> None:
         self._call("on_fit_start", run)
@@ -116,6 +121,16 @@ class _Hooks:
 
     def fit_end(self, history) -> None:
         self._call("on_fit_end", history)
+
+
+def _overrides(cb, hook: str) -> bool:
+    """Whether ``cb`` has ``hook`` other than :class:`Callback`'s default, which does nothing."""
+    if hook in getattr(cb, "__dict__", {}):  # set on the instance
+        return True
+    method = getattr(type(cb), hook, None)
+    if method is None:  # a duck-typed callback without the hook
+        return False
+    return method is not getattr(Callback, hook, None)
 
 
 def check_callbacks(callbacks) -> list:
@@ -163,7 +178,8 @@ class ProgressBar(Callback):
         self.bar.update(step - self.bar.n)
         if step % self.postfix_every == 0:
             mean = run.run_state["loss_sum"] / max(run.run_state["n_seen"], 1)
-            self.bar.set_postfix(loss=f"{mean:.2f}")
+            # refresh=False: the bar redraws at tqdm's own pace (mininterval), not every 10 steps
+            self.bar.set_postfix(loss=f"{mean:.2f}", refresh=False)
         if step == run.steps_per_epoch:  # the validation that follows is not the bar's
             self._close()
 

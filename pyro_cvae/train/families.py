@@ -158,6 +158,10 @@ class ConditionalFamily(Family):
                 x, y = inputs_to_check(split)  # a streamed split: its first items
                 check_inputs(model, x, condition_of(model, y))
 
+    def setup(self, data: Dataset, config: TrainConfig) -> None:
+        super().setup(data, config)
+        self.val = None  # the validation split as scored, made at the first validation
+
     def step_args(self, model, x, y) -> tuple:
         return (x, condition_of(model, y))
 
@@ -165,7 +169,9 @@ class ConditionalFamily(Family):
         validate = config.validate_every and (epoch + 1) % config.validate_every == 0
         if not (validate and len(self.data.val)):
             return {}
-        return {"val_elbo": elbo_per_image(model, self.data.eval_split("val")).mean().item()}
+        if self.val is None:  # one seeded binarisation per run, not one per epoch
+            self.val = self.data.eval_split("val")
+        return {"val_elbo": elbo_per_image(model, self.val).mean().item()}
 
     def describe(self, row: dict) -> str:
         msg = f"epoch {row['epoch']}: train loss {row['train_loss']:.3f}"

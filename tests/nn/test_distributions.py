@@ -156,3 +156,40 @@ def test_diagonal_normal_mixture_samples_like_the_torch_mixture():
     assert z.shape == (500, 10, 1)
     assert (z.abs() - 3).abs().max() < 1  # every draw comes from one of the two components
     assert 0.4 < (z > 0).float().mean() < 0.6
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: ReparamNormal(torch.zeros(4, 3), torch.ones(4, 3)).to_event(1),
+        lambda: StandardNormal((4, 3)).to_event(1),
+        lambda: BernoulliImages(torch.zeros(4, 1, 2, 2)),
+    ],
+)
+def test_expand_to_the_own_batch_shape_is_the_same_distribution(make):
+    """What a plate does to every site on every step costs no new objects; any other shape
+    still expands as torch's distributions do."""
+    d = make()
+    assert d.expand(d.batch_shape) is d
+    assert d.expand(list(d.batch_shape)) is d  # Pyro's plates pass lists
+    wider = d.expand((2,) + d.batch_shape)
+    assert wider is not d and wider.batch_shape == (2,) + d.batch_shape
+    assert wider.event_shape == d.event_shape
+    value = d.sample()
+    assert torch.allclose(wider.log_prob(value), d.log_prob(value).expand(wider.batch_shape))
+
+
+def test_to_event_of_the_hot_path_distributions_matches_pyros():
+    from pyro_cvae.nn.distributions import Independent
+
+    loc, scale = torch.randn(5, 3), torch.rand(5, 3) + 0.1
+    ours, ref = ReparamNormal(loc, scale).to_event(1), dist.Normal(loc, scale).to_event(1)
+    assert isinstance(ours, Independent) and ours.has_rsample
+    assert (ours.batch_shape, ours.event_shape) == (ref.batch_shape, ref.event_shape)
+    z = torch.randn(5, 3)
+    assert torch.allclose(ours.log_prob(z), ref.log_prob(z))
+    assert ReparamNormal(loc, scale).to_event(0).batch_shape == (5, 3)
+    both = StandardNormal((5, 3)).to_event()  # None: every batch dim
+    assert (both.batch_shape, both.event_shape) == ((), (5, 3))
+    with pytest.raises(ValueError, match="Cannot remove event dimensions"):
+        StandardNormal((5, 3)).to_event(-1)

@@ -296,3 +296,26 @@ def test_under_torchrun_only_rank_0_calls_callbacks_and_every_rank_stops(tmp_pat
     for k in r0["state"]:
         assert torch.equal(r0["state"][k], r1["state"][k]), k
     assert load_checkpoint(list_checkpoints(tmp_path / "run")[-1])["epoch"] == 2
+
+
+def test_hooks_call_only_what_a_callback_overrides():
+    """The per-step hook of a callback that leaves it as Callback's no-op is not called; one
+    set on the instance, or on a duck-typed callback, is."""
+    calls = []
+
+    class EpochsOnly(pc.Callback):
+        def on_epoch_end(self, row):
+            calls.append("epoch")
+
+    class Duck:
+        def on_step_end(self, run, epoch, step, loss, count):
+            calls.append("duck")
+
+    on_instance = pc.Callback()
+    on_instance.on_step_end = lambda *a: calls.append("instance")
+    hooks = callbacks_module._Hooks([EpochsOnly(), Duck(), on_instance], active=True)
+    assert [type(cb).__name__ for cb in hooks.by_hook["on_step_end"]] == ["Duck", "Callback"]
+    assert hooks.by_hook["on_fit_start"] == []
+    hooks.step_end(None, 0, 1, 0.0, 1)
+    assert hooks.epoch_end({"epoch": 1}) is None
+    assert calls == ["duck", "instance", "epoch"]

@@ -296,3 +296,18 @@ def test_train_refuses_inconsistent_flags_before_writing(flags, message, tmp_pat
     assert main(["train", "--train-size", "60", "--quiet", "--out", str(out), *flags]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_validation_binarises_the_split_once_per_run(data, monkeypatch):
+    """The seeded binarisation of the validation split is made at the first validation and
+    scored every epoch after it (it is the same draw each time)."""
+    calls = []
+    eval_split = pc.Dataset.eval_split
+    monkeypatch.setattr(pc.Dataset, "eval_split",
+                        lambda self, split: calls.append(split) or eval_split(self, split))  # fmt: skip
+    _, history = _fit("cvae", data, epochs=3, validate_every=1)
+    assert calls == ["val"]
+    monkeypatch.setattr(pc.Dataset, "eval_split", eval_split)
+    _, again = _fit("cvae", data, epochs=3, validate_every=1)
+    assert history.column("val_elbo") == again.column("val_elbo")
+    assert len(set(history.column("val_elbo"))) == 3  # one score per epoch, of the model then
