@@ -30,12 +30,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pyro
 import torch
+from torch.func import functional_call
+from torch.nn import functional as F
 
 from .._validate import positive_int
 from ..data import Dataset
 from ..data.molecules import END, PAD, SPECIAL_TOKENS, START, UNK, Vocabulary
-from ..nn.sequence import ConvSequenceEncoder, SequenceEncoder
+from ..nn._common import broadcast_cat
+from ..nn.sequence import ConvSequenceEncoder, SequenceEncoder, SoftTokenPredictor, sequence_lengths
 from .config import ModelConfig
 from .cvae import CVAE
 from .hierarchical import HierarchicalCVAE
@@ -81,6 +85,8 @@ class MoleculeConfig(ModelConfig):
     hidden_dim: int = 256  # the GRU's width (or the convolutions' channels)
     word_dropout: float = 0.25  # Bowman et al. 2016 find 0.25-0.5 keeps z in use
     encoder: str = "gru"  # a name in MOLECULE_ENCODERS: "gru" or "conv" (1-D convolutions)
+    # weight of the property loss that makes the decoder read c (0: none; see MoleculeCVAE)
+    property_weight: float = 0.0
 
     __hash__ = ModelConfig.__hash__
 
@@ -100,6 +106,16 @@ class MoleculeConfig(ModelConfig):
         if not (isinstance(self.word_dropout, (int, float)) and 0 <= self.word_dropout < 1):
             raise ValueError(
                 f"word_dropout must be in [0, 1), got {self.word_dropout!r}; e.g. 0.25"
+            )
+        if not (isinstance(self.property_weight, (int, float)) and self.property_weight >= 0):
+            raise ValueError(
+                f"property_weight must be a number >= 0, got {self.property_weight!r}; e.g. 50"
+            )
+        if self.property_weight and (not self.condition_dim or self.latent_dims):
+            raise ValueError(
+                f"property_weight={self.property_weight} needs a conditional model with one "
+                f"latent layer, got condition_dim={self.condition_dim}, "
+                f"latent_dims={self.latent_dims}; set property_weight=0"
             )
         if self.num_classes not in (0, None):
             raise ValueError(
@@ -199,6 +215,41 @@ class MoleculeCVAE(CVAE):
         super().__init__(config)
         self.vocab = Vocabulary(config.tokens)
         self.register_load_state_dict_pre_hook(_upgrade_state_dict)
+        # only with a property loss, so checkpoints of models without one load as before
+        self.property_net = (
+            SoftTokenPredictor(config.vocab_size, config.embed_dim, config.hidden_dim // 2,
+                               config.condition_dim)
+            if config.property_weight else None
+        )  # fmt: skip
+
+    def model(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
+        """CVAE's p(z | c) p(x | z, c), and in training mode with ``property_weight`` the
+        property loss as the factor ``"properties"`` in the same data plate (see the class
+        docstring)."""
+        if not (self.training and self.property_net is not None and y is not None):
+            return super().model(x, y)
+        # CVAE.model with the factor in its plate (a plate cannot be entered twice); the config
+        # refuses a property loss with a hierarchy, so this is the one-layer model
+        B = x.shape[0]
+        c = self.condition(y, B)
+        with pyro.plate("data", B):
+            z = pyro.sample("z", self.z_dist(c, (B,)))
+            pyro.sample("x", self.x_dist(z, c), obs=x)
+            pyro.factor("properties", -self.config.property_weight * self.property_loss(x, y))
+
+    def property_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The two squared errors of the property loss per molecule (B,): the predictor's on
+        the real tokens x (trains the predictor), and the frozen predictor's on the soft
+        sequence the decoder generates from z ~ p(z | c) (trains the decoder and the prior)."""
+        c = self.condition(y, x.shape[0])  # (B, C)
+        L, V = x.shape[-1], self.config.vocab_size
+        mask = torch.arange(L, device=x.device) < sequence_lengths(x, END).unsqueeze(-1)
+        real = self.property_net(F.one_hot(x, V).to(c.dtype), mask.to(c.dtype))  # (B, C)
+        z = self.z_dist(c, (x.shape[0],)).rsample()  # (B, D), independent of x
+        probs, alive = self.decoder.soft_generate(broadcast_cat(z, c))  # (B, L', V), (B, L')
+        frozen = {k: v.detach() for k, v in self.property_net.named_parameters()}
+        fake = functional_call(self.property_net, frozen, (probs, alive))  # (B, C)
+        return ((real - c) ** 2).sum(-1) + ((fake - c) ** 2).sum(-1)
 
     def check_inputs(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
         """Raise ``ValueError`` unless ``x`` is (N, L) token ids of this vocabulary and ``y``
