@@ -16,7 +16,8 @@ Measured per row:
   molecules (MOSES recommends 30,000), the conditional rows at property vectors drawn from the
   training molecules: valid, unique@1k/@10k, FCD/Test, SNN/Test, Frag/Test, Scaf/Test (against
   MOSES's shipped test statistics), IntDiv, IntDiv2, novelty against all 1.6M MOSES training
-  molecules;
+  molecules; the same metrics of as many real training molecules beside them show what they
+  give at this sample size (FCD falls with the number of molecules);
 * **control (a)**, requests that exist (:func:`~pyro_cvae.evaluate.molecules.control_on_requests`):
   the property vectors of ``--requests`` held-out test molecules, one molecule each; Spearman
   and MAE per property (logP, QED, MW, TPSA) between requested and achieved (RDKit), and the
@@ -266,6 +267,13 @@ def main(argv=None) -> dict:
         if _same_budget(old.get("budget"), out):
             out["models"].update(old.get("models", {}))
             out["picture"] = old.get("picture")
+            if "reference" in old:
+                out["reference"] = old["reference"]
+    if "reference" not in out:  # what the metrics give real molecules at this sample size
+        real = split_smiles(data, "train")
+        pick = np.random.default_rng(args.seed).integers(len(real), size=args.generate)
+        out["reference"] = moses_metrics([real[i] for i in pick])
+        _write(out, folder, suffix)
     for name in variants:
         prefix, fields = _variant(name, args.property_weight)
         run = runs / f"{prefix}-n{args.train_size}-seed{args.seed}"
@@ -368,6 +376,10 @@ def _table(out: dict, header: list[str], cells, published: bool = False) -> list
         budget = f"{b['train_size']} x {m.get('epochs', b['epochs'])} ep"
         lines.append(f"| {name} | " + " | ".join(_fmt(c) for c in cells(m)) +
                      f" | {budget} | {_status(m)} |")  # fmt: skip
+    if published and out.get("reference"):
+        lines.append(f"| MOSES training molecules ({b['generate']} of this subset, drawn with "
+                     "replacement) | " + " | ".join(_fmt(c) for c in cells({"moses": out["reference"]}))
+                     + " | - | reference |")  # fmt: skip
     if published:
         for name, m in out["published"].items():
             row = {"moses": m}

@@ -41,6 +41,8 @@ def test_tiny_run_writes_results(tmp_path):
     assert json.loads((tmp_path / "molecules.tiny.json").read_text())["logp_grid"]
     md = (tmp_path / "molecules.tiny.md").read_text()
     assert "MOSES VAE" in md and "0.099" in md  # the published FCD/Test beside ours
+    # real training molecules scored the same way: what FCD and the rest give at this size
+    assert out["reference"]["valid"] == 1 and "| reference |" in md
     if out.get("picture"):  # a grid of the CVAE's valid molecules, one row per logP target
         assert (tmp_path / out["picture"]).stat().st_size > 0
         assert out["picture"] in md

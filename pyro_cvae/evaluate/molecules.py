@@ -334,12 +334,20 @@ def reference_statistics(smiles: Sequence[str] | None = None, *, device: str = "
     """The statistics :func:`moses_metrics` compares against: for ``smiles`` (valid molecules)
     their ChemNet mean and covariance (``"FCD"``), Morgan fingerprints (``"SNN"``), fragment
     and scaffold counts (``"Frag"``, ``"Scaf"``); ``None`` reads MOSES's own for its test set
-    (176,074 molecules; :func:`~pyro_cvae.data.molecules.moses_statistics`)."""
+    (176,074 molecules; :func:`~pyro_cvae.data.molecules.moses_statistics`, read once per
+    process and shared: do not modify it)."""
     if smiles is None:
-        return moses_statistics("test")
+        return _moses_test_statistics()
     smiles = list(smiles)
     return {"FCD": _chemnet_stats(smiles, device), "SNN": {"fps": _fingerprint_matrix(smiles)},
             "Frag": {"frag": fragments(smiles)}, "Scaf": {"scaf": scaffolds(smiles)}}  # fmt: skip
+
+
+@functools.lru_cache(maxsize=1)
+def _moses_test_statistics() -> dict:
+    """MOSES's test statistics, read once per process (about 200 MB; seconds to unpickle):
+    shared between calls, so callers must not modify them."""
+    return moses_statistics("test")
 
 
 @functools.lru_cache(maxsize=1)

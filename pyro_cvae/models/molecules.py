@@ -20,10 +20,31 @@ In training (``model.train()``) each decoder input token but the start token is 
 warm-up is ``TrainConfig.warmup_epochs``. In evaluation mode there is no dropout: log p(x | c)
 is the model's.
 
+**Making the decoder read c** (issue 26; ``MoleculeConfig(property_weight=w)``). Fed [z, c] at
+every step, the decoder can still ignore c: in training the encoder's z already says what c says
+about x. With ``w > 0`` the model adds, in training mode only, the factor ``"properties"``
+
+.. math:: -w \big( \lVert f(x) - c \rVert^2 + \lVert \bar f(\tilde x(z', c)) - c
+          \rVert^2 \big), \qquad z' \sim p(z \mid c),
+
+where f (:class:`~pyro_cvae.nn.sequence.SoftTokenPredictor`) predicts the scaled properties from
+tokens and learns them on the real molecule x (first term), and the second scores the decoder's
+differentiable soft generation :math:`\tilde x` (each step feeds back the expected token
+embedding, Hu et al. [3]) from a latent drawn from the prior, independent of x, by the same
+predictor with its parameters frozen (:math:`\bar f`: the decoder must carry c into the
+molecule; the predictor cannot learn to read soft sequences to excuse it). A property predictor
+trained jointly is Gomez-Bombarelli et al.'s [4] remedy; scoring the generated sequence rather
+than z is what reaches the decoder. A factor, not a change of objective, so the ELBO, IWAE and
+every other objective train it; evaluation (test ELBO, log-likelihood) sees the model alone.
+MEASURED_PLACEHOLDER
+
 References:
     [1] Bowman et al., Generating Sentences from a Continuous Space, CoNLL 2016.
     [2] Lim et al., Molecular generative model based on conditional variational autoencoder for
         de novo molecular design, Journal of Cheminformatics 2018.
+    [3] Hu et al., Toward Controlled Generation of Text, ICML 2017.
+    [4] Gomez-Bombarelli et al., Automatic Chemical Design Using a Data-Driven Continuous
+        Representation of Molecules, ACS Central Science 2018.
 """
 
 from __future__ import annotations
