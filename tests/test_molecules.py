@@ -426,15 +426,33 @@ class TestPropertyLoss:
         pyro.set_rng_seed(0)
         return MoleculeCVAE(MoleculeConfig.for_data(data, property_weight=10.0, **TINY))
 
-    def test_soft_generation_is_a_distribution_per_position(self, data, prop):
+    @pytest.mark.parametrize("straight_through", [True, False])
+    def test_soft_generation_is_a_distribution_per_position(self, data, prop, straight_through):
         zc = torch.randn(3, 4 + data.schema.width)
-        probs, alive = prop.decoder.soft_generate(zc)
+        probs, alive = prop.decoder.soft_generate(zc, straight_through=straight_through)
         L = data.image_shape[0]
         assert probs.shape == (3, L, prop.config.vocab_size) and alive.shape == (3, L)
         assert torch.allclose(probs.sum(-1), torch.ones(3, L))
         assert (probs[..., [PAD, 2, 3]] == 0).all()  # padding, start and unknown never drawn
-        assert (alive[:, 0] == 1).all() and (alive[:, 1:] <= alive[:, :-1]).all()
+        assert (alive[:, 0] == 1).all() and (alive[:, 1:] <= alive[:, :-1] + 1e-6).all()
         assert torch.allclose(alive[:, 1], 1 - probs[:, 0, END])
+        if straight_through:  # the forward pass is a drawn sequence: one-hot rows, 0/1 mask
+            assert torch.allclose(probs.max(-1).values, torch.ones(3, L))
+            assert set(alive.unique().tolist()) <= {0.0, 1.0}
+
+    def test_straight_through_rows_are_sequences_the_generator_could_draw(self, data, prop):
+        """No padding before the end, at most one end token: a sequence of the generator."""
+        zc = torch.randn(4, 4 + data.schema.width)
+        prop.eval()
+        with torch.no_grad():
+            ids = prop.decoder.generate(zc)
+            probs, alive = prop.decoder.soft_generate(zc)
+        drawn = probs.argmax(-1)
+        inside = alive > 0  # up to and including each sequence's end token
+        # the generator uses torch's Categorical, the relaxation Gumbel-max: the same law,
+        # not the same draws, so compare what both guarantee: a valid sequence with one end
+        assert (drawn[inside] != PAD).all() and (ids[:, 0] != PAD).all()
+        assert ((drawn == END) & inside).sum(-1).le(1).all()
 
     def test_the_predictor_reads_one_hot_rows_up_to_the_end(self):
         pyro.set_rng_seed(0)

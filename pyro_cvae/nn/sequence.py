@@ -18,6 +18,7 @@ References:
     [2] Gomez-Bombarelli et al., Automatic Chemical Design Using a Data-Driven Continuous
         Representation of Molecules, ACS Central Science 2018.
     [3] Hu et al., Toward Controlled Generation of Text, ICML 2017.
+    [4] Jang et al., Categorical Reparameterization with Gumbel-Softmax, ICLR 2017.
 """
 
 from __future__ import annotations
@@ -317,13 +318,22 @@ class SequenceDecoder(nn.Module):
                 break
         return out.reshape(*lead, self.max_len)
 
-    def soft_generate(self, zc: torch.Tensor, temperature: float = 0.5):
-        """A differentiable relaxation of :meth:`generate` (Hu et al. [3]): each step feeds back
-        the expected embedding under softmax(logits / ``temperature``) instead of a drawn token.
+    def soft_generate(self, zc: torch.Tensor, temperature: float = 1.0,
+                      straight_through: bool = True):  # fmt: skip
+        """A differentiable stand-in for :meth:`generate`: token probabilities that carry
+        gradients to the decoder.
 
-        [z, c] (N, D + C) -> token probabilities (N, max_len, V) and, per position, the
-        probability (N, max_len) that no end token came before it (1 at the first position):
-        the soft counterpart of the mask up to a sequence's end."""
+        With ``straight_through`` (the default) each token is drawn as :meth:`generate` draws it
+        (Gumbel-max) and fed back one-hot, while the gradient is that of
+        softmax((logits + Gumbel noise) / ``temperature``) (the straight-through Gumbel-softmax
+        estimator of Jang et al. [4]): the rows are the one-hot sequences the model generates.
+        Without it, each step feeds back the expected embedding under softmax(logits /
+        ``temperature``) (Hu et al. [3]): rows inside the simplex, which a predictor trained on
+        one-hot rows may misread.
+
+        [z, c] (N, D + C) -> rows (N, max_len, V) and, per position, the probability (N, max_len)
+        that no end token came before it (1 at the first position): the counterpart of the mask
+        up to a sequence's end."""
         N = zc.shape[0]
         h = self.initial_state(zc)  # (1, N, H)
         inp = self.embed(torch.full((N,), self.start, dtype=torch.long, device=zc.device))
@@ -334,11 +344,17 @@ class SequenceDecoder(nn.Module):
         for _ in range(self.max_len):
             out, h = self.rnn(torch.cat([inp, zc], -1).unsqueeze(1), h)  # (N, 1, H)
             logits = self.out(out.squeeze(1)).masked_fill(banned, -torch.inf)  # (N, V)
-            p = (logits / temperature).softmax(-1)
+            if straight_through:
+                u = torch.rand_like(logits).clamp(1e-10, 1 - 1e-10)
+                soft = ((logits - torch.log(-torch.log(u))) / temperature).softmax(-1)
+                hard = F.one_hot(soft.argmax(-1), self.vocab_size).to(soft.dtype)
+                p = hard + soft - soft.detach()  # forward one-hot, gradient of the softmax
+            else:
+                p = (logits / temperature).softmax(-1)
             probs.append(p)
             alives.append(alive)
             alive = alive * (1 - p[:, self.end])
-            inp = p @ self.embed.weight  # (N, E), the expected embedding
+            inp = p @ self.embed.weight  # (N, E): the token's embedding, or the expected one
         return torch.stack(probs, 1), torch.stack(alives, 1)
 
 
