@@ -8,7 +8,8 @@ Rows (``--variants``), every one the same GRU networks and budget on a seeded MO
 * ``CVAE p(z|c)``: the same with a learned prior p(z | c) (``prior="conditional"``);
 * ``CVAE p(z|c) + property loss``: and ``property_weight`` (``--property-weight``): a property
   predictor trained on the real molecules scores the decoder's soft output from z ~ p(z | c)
-  (:class:`~pyro_cvae.models.MoleculeCVAE`), so the decoder must carry c into the molecule.
+  (:class:`~pyro_cvae.models.MoleculeCVAE`), so the decoder must carry c into the molecule;
+  the row is named with its weight, ``CVAE p(z|c) + property loss (w=10)``.
 
 Measured per row:
 
@@ -109,8 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden", type=int, default=256, help="GRU width (256)")
     p.add_argument("--latent-dim", type=int, default=56, help="latent dimensions (56)")
     p.add_argument("--warmup-epochs", type=int, default=1, help="KL warm-up epochs (1)")
-    p.add_argument("--property-weight", type=float, default=50.0,
-                   help="weight of the property loss row (50)")  # fmt: skip
+    p.add_argument("--property-weight", type=float, default=10.0,
+                   help="weight of the property loss row (10)")  # fmt: skip
     p.add_argument("--variants", default=",".join(VARIANTS),
                    help=f"rows, comma-separated, of {list(VARIANTS)} (all)")  # fmt: skip
     p.add_argument("--generate", type=int, default=1000,
@@ -138,6 +139,12 @@ def _variant(name: str, weight: float) -> tuple[str, dict]:
     prefix, fields = VARIANTS[name]
     fields = {k: (weight if v == "{w}" else v) for k, v in fields.items()}
     return prefix.format(w=weight), fields
+
+
+def _row_name(variant: str, fields: dict) -> str:
+    """The table's name of a row: the variant, with its property weight when it has one."""
+    w = fields.get("property_weight")
+    return f"{variant} (w={w:g})" if w else variant
 
 
 def _epochs_done(run: Path) -> int:
@@ -252,9 +259,10 @@ def main(argv=None) -> dict:
     values = np.array([[v[n] for n in names] for v in data.schema.decode(data.train.y)])
     grids = {t: np.linspace(*np.nanpercentile(values[:, names.index(t)], [10, 90]),
                             args.grid).round(3).tolist() for t in CONTROLLED}  # fmt: skip
+    # the property weight is not part of the budget: it names its row (and run folder)
     budget_keys = ("train_size", "epochs", "batch_size", "hidden", "latent_dim",
-                   "warmup_epochs", "property_weight", "generate", "requests", "grid",
-                   "per_target", "seed", "threads")  # fmt: skip
+                   "warmup_epochs", "generate", "requests", "grid", "per_target", "seed",
+                   "threads")  # fmt: skip
     out: dict = {"command": "python experiments/molecules.py " + " ".join(given),
                  "budget": {k: getattr(args, k) for k in budget_keys},
                  "grids": grids, "logp_grid": grids["logp"], "published": PUBLISHED,
@@ -274,8 +282,9 @@ def main(argv=None) -> dict:
         pick = np.random.default_rng(args.seed).integers(len(real), size=args.generate)
         out["reference"] = moses_metrics([real[i] for i in pick])
         _write(out, folder, suffix)
-    for name in variants:
-        prefix, fields = _variant(name, args.property_weight)
+    for variant in variants:
+        prefix, fields = _variant(variant, args.property_weight)
+        name = _row_name(variant, fields)
         run = runs / f"{prefix}-n{args.train_size}-seed{args.seed}"
         done_file = run / "result.json"
         done = _epochs_done(run)
@@ -317,8 +326,10 @@ def _write(out: dict, folder: Path, suffix: str) -> None:
 
 
 def _same_budget(saved: dict | None, out: dict) -> bool:
-    """Whether a saved row's budget is this run's (the thread count does not matter)."""
-    drop = lambda b: {k: v for k, v in (b or {}).items() if k != "threads"}  # noqa: E731
+    """Whether a saved row's budget is this run's (the thread count does not matter; budgets
+    written before the property weight named its row held it: it is ignored)."""
+    drop = lambda b: {k: v for k, v in (b or {}).items()  # noqa: E731
+                      if k not in ("threads", "property_weight")}  # fmt: skip
     return saved is not None and drop(saved) == drop(out["budget"])
 
 
@@ -444,10 +455,13 @@ def _verdict(models: dict) -> str:
     )
     if best is not None:
         m = models[best]["control"]
+        n = m.get("requests", 1000)
         text += (
-            f". The best conditional row is {best} (logP within 0.5 for "
+            f". The highest conditional row is {best} (logP within 0.5 for "
             f"{m.get('logp_success', float('nan')):.3f} of the requests, all four properties "
-            f"within tolerance for {m.get('success_all', float('nan')):.3f})."
+            f"within tolerance for {m.get('success_all', float('nan')):.3f}); a Spearman "
+            f"correlation over {n} requests has a standard error of about 1/sqrt({n - 1}) = "
+            f"{1 / np.sqrt(max(n - 1, 1)):.3f}, so rows closer than twice that do not differ."
         )
     return text
 

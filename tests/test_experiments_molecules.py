@@ -23,7 +23,7 @@ def _load():
     return module
 
 
-ROWS = {"VAE", "CVAE", "CVAE p(z|c)", "CVAE p(z|c) + property loss"}
+ROWS = {"VAE", "CVAE", "CVAE p(z|c)", "CVAE p(z|c) + property loss (w=10)"}
 
 
 def test_tiny_run_writes_results(tmp_path):
@@ -56,7 +56,7 @@ def test_tiny_run_writes_results(tmp_path):
     _load().main(["--tiny", "--render-only", "--results-dir", str(tmp_path)])
     assert (tmp_path / "molecules.tiny.md").read_text() == md
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
-        "cvae-cond-n300-seed0", "cvae-cond-prop50-n300-seed0", "cvae-n300-seed0",
+        "cvae-cond-n300-seed0", "cvae-cond-prop10-n300-seed0", "cvae-n300-seed0",
         "vae-n300-seed0"]  # fmt: skip
 
 
