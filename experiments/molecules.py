@@ -385,7 +385,8 @@ def _table(out: dict, header: list[str], cells, published: bool = False) -> list
              "|---" * (len(header) + 3) + "|"]  # fmt: skip
     for name, m in out["models"].items():
         budget = f"{b['train_size']} x {m.get('epochs', b['epochs'])} ep"
-        lines.append(f"| {name} | " + " | ".join(_fmt(c) for c in cells(m)) +
+        cell = name.replace("|", "\\|")  # p(z|c): a bar would end the table cell
+        lines.append(f"| {cell} | " + " | ".join(_fmt(c) for c in cells(m)) +
                      f" | {budget} | {_status(m)} |")  # fmt: skip
     if published and out.get("reference"):
         lines.append(f"| MOSES training molecules ({b['generate']} of this subset, drawn with "

@@ -28,11 +28,10 @@ about x. With ``w > 0`` the model adds, in training mode only, the factor ``"pro
           \rVert^2 \big), \qquad z' \sim p(z \mid c),
 
 where f (:class:`~pyro_cvae.nn.sequence.SoftTokenPredictor`) predicts the scaled properties from
-tokens and learns them on the real molecule x (first term), and the second scores the decoder's
-differentiable soft generation :math:`\tilde x` (each step feeds back the expected token
-embedding, Hu et al. [3]) from a latent drawn from the prior, independent of x, by the same
-predictor with its parameters frozen (:math:`\bar f`: the decoder must carry c into the
-molecule; the predictor cannot learn to read soft sequences to excuse it). A property predictor
+tokens and learns them on the real molecule x (first term), and the second scores a molecule
+:math:`\tilde x` the decoder generates, differentiably (below), from a latent drawn from the
+prior, independent of x, by the same predictor with its parameters frozen (:math:`\bar f`: the
+decoder must carry c into the molecule; the predictor cannot learn to excuse it). A property predictor
 trained jointly is Gomez-Bombarelli et al.'s [4] remedy; scoring the generated sequence rather
 than z is what reaches the decoder. A factor, not a change of objective, so the ELBO, IWAE and
 every other objective train it; evaluation (test ELBO, log-likelihood) sees the model alone.
@@ -50,17 +49,18 @@ molecules x 3 epochs, KL warm-up 1 epoch, word dropout 0.25, seed 0, one thread)
     CVAE, p(z | c)                        0.105   0.039   0.393   0.086   43.7    -38.55
     p(z | c), relaxed soft output, w=50  -0.021   0.001   0.050   0.049  203.6    -73.70
     p(z | c), straight-through, w=10      0.094   0.002   0.454   0.124   61.8    -41.28
-STRAIGHT50
+    p(z | c), straight-through, w=50      0.101   0.053   0.064   0.074  121.5    -51.08
 
 At this budget nothing tried moves logP control beyond noise (about +-0.03 between seeds of the
 sampler): neither the learned prior (as the issue's probe found) nor a KL weight of 3 (the
 validation ELBO moves by 0.04 nats: the KL term is small already, so z holds little that could
-crowd c out) nor the property loss. Feeding back
-expected embeddings (``straight_through=False``) lets the decoder satisfy the predictor with
-rows inside the simplex that no drawn molecule resembles: control and the ELBO collapse. The
-straight-through loss raises the MW and TPSA rank correlations a little at the price of a
-biased MW and a worse ELBO. So ``property_weight`` stays 0 by default: an option for longer
-runs (``make experiments-long`` measures its row), not a remedy shown to work here.
+crowd c out) nor the property loss. Feeding back expected embeddings (Hu et al. [3];
+``straight_through=False``) lets the decoder satisfy the predictor with rows inside the simplex
+that no drawn molecule resembles: control and the ELBO collapse. The straight-through loss at
+w=10 raises the MW rank correlation a little (0.454) at the price of a biased MW and a worse
+ELBO; at w=50 it too degrades the molecules (MW off by 120 Da). So ``property_weight`` stays 0
+by default: an option for longer runs (``make experiments-long`` measures its row at w=10), not
+a remedy shown to work here.
 
 References:
     [1] Bowman et al., Generating Sentences from a Continuous Space, CoNLL 2016.
