@@ -79,8 +79,9 @@ experiments: setup
 	# CVAE against a conditional GAN at equal training time (5 minutes each)
 	$(BIN)/python experiments/cgan.py --budget 300
 	# molecules (issue 26): four rows (VAE, CVAE, CVAE p(z|c), + property loss), MOSES's
-	# metrics and control (a)-(c); the small budget (about 40 minutes of one core per row
-	# when the machine is shared), then the issue's committed budget (several hours)
+	# metrics and control (a)-(c); the small budget (12 to 17 minutes of training and 2 to 5 of
+	# evaluation per row, one thread, on a shared 2-core machine), then the issue's budget
+	# (100,000 x 10 epochs: several hours)
 	$(BIN)/python experiments/molecules.py --train-size 20000 --epochs 3 --warmup-epochs 1 \
 		--quiet
 	$(BIN)/python experiments/molecules.py --train-size 100000 --epochs 10 --warmup-epochs 3 \
