@@ -57,6 +57,7 @@ __all__ = [
     "is_molecule_data",
     "load_moses",
     "moses_file",
+    "moses_statistics",
     "read_smiles_csv",
     "canonical_smiles",
     "molecule_properties",
@@ -104,6 +105,23 @@ def moses_file(split: str) -> Path:
         "the MOSES data set is not installed; install it with `pip install --no-deps molsets` "
         "(it ships moses/dataset/data/train.csv.gz and test.csv.gz)"
     )
+
+
+def moses_statistics(split: str = "test") -> dict:
+    """MOSES's precomputed statistics of its ``"test"`` or ``"test_scaffolds"`` set, shipped in
+    the ``molsets`` package (``<split>_stats.npz``): ``{"FCD": {"mu", "sigma"}, "SNN": {"fps"},
+    "Frag": {"frag"}, "Scaf": {"scaf"}, ...}``, the references of MOSES's ``get_all_metrics``
+    (ChemNet activations' mean and covariance, Morgan fingerprints, BRICS fragment and scaffold
+    counts of all 176,074 test molecules)."""
+    if split not in ("test", "test_scaffolds"):
+        raise ValueError(f"MOSES ships statistics of 'test' and 'test_scaffolds', got {split!r}")
+    path = moses_file("test").parent / f"{split}_stats.npz"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} is missing; reinstall the MOSES data with `pip install --no-deps molsets`"
+        )
+    # the file is a pickled dict inside the installed package (Counter objects for Frag and Scaf)
+    return np.load(path, allow_pickle=True)["stats"].item()
 
 
 def read_smiles_csv(path: str | Path, column: str = "SMILES") -> list[str]:

@@ -17,6 +17,8 @@ References:
     [1] Bowman et al., Generating Sentences from a Continuous Space, CoNLL 2016.
     [2] Gomez-Bombarelli et al., Automatic Chemical Design Using a Data-Driven Continuous
         Representation of Molecules, ACS Central Science 2018.
+    [3] Hu et al., Toward Controlled Generation of Text, ICML 2017.
+    [4] Jang et al., Categorical Reparameterization with Gumbel-Softmax, ICLR 2017.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ __all__ = [
     "SequenceEncoder",
     "ConvSequenceEncoder",
     "SequenceDecoder",
+    "SoftTokenPredictor",
     "SEQUENCE_NETS",
 ]
 
@@ -314,6 +317,79 @@ class SequenceDecoder(nn.Module):
             if done.all():
                 break
         return out.reshape(*lead, self.max_len)
+
+    def soft_generate(self, zc: torch.Tensor, temperature: float = 1.0,
+                      straight_through: bool = True):  # fmt: skip
+        """A differentiable stand-in for :meth:`generate`: token probabilities that carry
+        gradients to the decoder.
+
+        With ``straight_through`` (the default) each token is drawn as :meth:`generate` draws it
+        (Gumbel-max) and fed back one-hot, while the gradient is that of
+        softmax((logits + Gumbel noise) / ``temperature``) (the straight-through Gumbel-softmax
+        estimator of Jang et al. [4]): the rows are the one-hot sequences the model generates.
+        Without it, each step feeds back the expected embedding under softmax(logits /
+        ``temperature``) (Hu et al. [3]): rows inside the simplex, which a predictor trained on
+        one-hot rows may misread.
+
+        [z, c] (N, D + C) -> rows (N, max_len, V) and, per position, the probability (N, max_len)
+        that no end token came before it (1 at the first position): the counterpart of the mask
+        up to a sequence's end."""
+        N = zc.shape[0]
+        h = self.initial_state(zc)  # (1, N, H)
+        inp = self.embed(torch.full((N,), self.start, dtype=torch.long, device=zc.device))
+        banned = torch.zeros(self.vocab_size, dtype=torch.bool, device=zc.device)
+        banned[list(self.banned)] = True
+        alive = torch.ones(N, dtype=zc.dtype, device=zc.device)
+        probs, alives = [], []
+        for _ in range(self.max_len):
+            out, h = self.rnn(torch.cat([inp, zc], -1).unsqueeze(1), h)  # (N, 1, H)
+            logits = self.out(out.squeeze(1)).masked_fill(banned, -torch.inf)  # (N, V)
+            if straight_through:
+                u = torch.rand_like(logits).clamp(1e-10, 1 - 1e-10)
+                soft = ((logits - torch.log(-torch.log(u))) / temperature).softmax(-1)
+                hard = F.one_hot(soft.argmax(-1), self.vocab_size).to(soft.dtype)
+                p = hard + soft - soft.detach()  # forward one-hot, gradient of the softmax
+            else:
+                p = (logits / temperature).softmax(-1)
+            probs.append(p)
+            alives.append(alive)
+            alive = alive * (1 - p[:, self.end])
+            inp = p @ self.embed.weight  # (N, E): the token's embedding, or the expected one
+        return torch.stack(probs, 1), torch.stack(alives, 1)
+
+
+class SoftTokenPredictor(nn.Module):
+    """Properties (N, P) from token probabilities (N, L, V) and position weights (N, L):
+    one-hot rows for real sequences (weights: the mask up to the end), the decoder's soft output
+    for generated ones (:meth:`SequenceDecoder.soft_generate`). Embeddings as a matrix product
+    (so soft rows embed to the expected embedding), two same-length 1-D convolutions, then the
+    weighted mean and the weighted sum over positions (/ L) into a small MLP: sums suit additive
+    properties (weight, logP, TPSA), means intensive ones (QED).
+
+    Args:
+        vocab_size, embed_dim, hidden_dim: sizes; out_dim: properties P.
+    """
+
+    def __init__(self, vocab_size: int, embed_dim: int, hidden_dim: int, out_dim: int,
+                 kernel_size: int = 5):  # fmt: skip
+        super().__init__()
+        self.embed = nn.Linear(vocab_size, embed_dim, bias=False)
+        self.convs = nn.ModuleList([
+            nn.Conv1d(embed_dim, hidden_dim, kernel_size, padding=kernel_size // 2),
+            nn.Conv1d(hidden_dim, hidden_dim, kernel_size, padding=kernel_size // 2),
+        ])  # fmt: skip
+        self.head = nn.Sequential(nn.Linear(2 * hidden_dim, hidden_dim), nn.ReLU(),
+                                  nn.Linear(hidden_dim, out_dim))  # fmt: skip
+
+    def forward(self, probs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """probs (N, L, V), weights (N, L) -> properties (N, P)."""
+        w = weights.unsqueeze(1)  # (N, 1, L)
+        h = self.embed(probs).transpose(1, 2) * w  # (N, E, L)
+        for conv in self.convs:
+            h = F.relu(conv(h)) * w  # (N, H, L)
+        total = h.sum(-1)  # (N, H)
+        mean = total / weights.sum(-1, keepdim=True).clamp_min(1e-6)
+        return self.head(torch.cat([mean, total / probs.shape[1]], -1))
 
 
 def _sequence_options(hidden_dims, vocab_size, specials):

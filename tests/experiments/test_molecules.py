@@ -23,26 +23,59 @@ def _load():
     return module
 
 
+ROWS = {"VAE", "CVAE", "CVAE p(z|c)", "CVAE p(z|c) + property loss (w=10)"}
+
+
 def test_tiny_run_writes_results(tmp_path):
     out = _load().main(["--tiny", "--results-dir", str(tmp_path)])
-    assert set(out["models"]) == {"CVAE", "VAE"}
+    assert set(out["models"]) == ROWS
     for m in out["models"].values():
-        assert 0 <= m["validity"] <= 1 and "logp_spearman" in m
+        assert 0 <= m["moses"]["valid"] <= 1 and "FCD/Test" in m["moses"]
+        assert {"IntDiv", "IntDiv2", "SNN/Test", "Frag/Test", "Scaf/Test", "Novelty"} <= set(
+            m["moses"]
+        )
+        for p in ("logp", "qed", "mw", "tpsa"):  # control (a) and (b) per property
+            assert 0 <= m["control"][f"{p}_success"] <= 1 and f"{p}_success" in m["single"]
+        assert "logp_spearman" in m["grid"] or m["grid"] == {"logp_achieved_mean": [None] * 3}
+        assert m["epochs"] == m["of_epochs"] == 1
     assert json.loads((tmp_path / "molecules.tiny.json").read_text())["logp_grid"]
-    assert "MOSES VAE" in (tmp_path / "molecules.tiny.md").read_text()
+    md = (tmp_path / "molecules.tiny.md").read_text()
+    assert "MOSES VAE" in md and "0.099" in md  # the published FCD/Test beside ours
+    # real training molecules scored the same way: what FCD and the rest give at this size
+    assert out["reference"]["valid"] == 1 and "| reference |" in md
     if out.get("picture"):  # a grid of the CVAE's valid molecules, one row per logP target
         assert (tmp_path / out["picture"]).stat().st_size > 0
-        assert out["picture"] in (tmp_path / "molecules.tiny.md").read_text()
-    # run again: both models are read from their run folders, not retrained
+        assert out["picture"] in md
+    # run again: every row is read from its run folder, not retrained
     again = _load().main(["--tiny", "--results-dir", str(tmp_path)])
-    assert again["models"] == out["models"]
+    assert again["models"] == json.loads(json.dumps(out["models"], default=float))
     md = (tmp_path / "molecules.tiny.md").read_text()
-    assert md.count("| final |") == 2 and "Spearman correlation between requested" in md
+    # four rows final in each of the four tables
+    assert md.count("| final |") == 4 * len(ROWS) and "Spearman correlation between requested" in md
     (tmp_path / "molecules.tiny.md").unlink()
     _load().main(["--tiny", "--render-only", "--results-dir", str(tmp_path)])
     assert (tmp_path / "molecules.tiny.md").read_text() == md
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
-        "cvae-n300-seed0", "vae-n300-seed0"]  # fmt: skip
+        "cvae-cond-n300-seed0", "cvae-cond-prop10-n300-seed0", "cvae-n300-seed0",
+        "vae-n300-seed0"]  # fmt: skip
+
+
+def test_a_row_still_training_is_marked_and_continued(tmp_path):
+    """--epochs-per-call 1 of 2 epochs: the row is written 'still training', then the same
+    command finishes it."""
+    argv = ["--tiny", "--epochs", "2", "--epochs-per-call", "1", "--variants", "CVAE",
+            "--results-dir", str(tmp_path)]  # fmt: skip
+    first = _load().main(argv)
+    assert first["models"]["CVAE"]["epochs"] == 1
+    assert "still training (1 of 2 epochs" in (tmp_path / "molecules.tiny.md").read_text()
+    second = _load().main(argv)
+    assert second["models"]["CVAE"]["epochs"] == 2
+    assert "still training" not in (tmp_path / "molecules.tiny.md").read_text()
+
+
+def test_an_unknown_row_is_refused_naming_the_choices():
+    with pytest.raises(SystemExit, match=r"unknown rows \['GAN'\]; choose from"):
+        _load().main(["--tiny", "--variants", "GAN"])
 
 
 def test_every_flag_has_help():
@@ -56,9 +89,10 @@ def test_a_run_folder_of_other_settings_is_refused_by_flag(tmp_path):
     """A finished tiny run's folders, then other settings into the same --runs-dir: a clear
     error naming the changed setting and the flag to change, and the run folder untouched."""
     runs = tmp_path / "runs"
-    _load().main(["--tiny", "--results-dir", str(tmp_path), "--runs-dir", str(runs)])
+    _load().main(["--tiny", "--variants", "CVAE", "--results-dir", str(tmp_path),
+                  "--runs-dir", str(runs)])  # fmt: skip
     before = sorted(p.name for p in (runs / "cvae-n300-seed0").iterdir())
     with pytest.raises(SystemExit, match=r"(?s)batch_size: 128 -> 64.*pass another --runs-dir"):
-        _load().main(["--tiny", "--batch-size", "64", "--results-dir", str(tmp_path / "other"),
-                      "--runs-dir", str(runs)])  # fmt: skip
+        _load().main(["--tiny", "--variants", "CVAE", "--batch-size", "64",
+                      "--results-dir", str(tmp_path / "other"), "--runs-dir", str(runs)])  # fmt: skip
     assert sorted(p.name for p in (runs / "cvae-n300-seed0").iterdir()) == before

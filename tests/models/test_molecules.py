@@ -10,6 +10,7 @@ import math
 import pyro
 import pytest
 import torch
+from pyro import poutine
 
 pytest.importorskip("rdkit")
 pytest.importorskip("selfies")
@@ -27,7 +28,12 @@ from pyro_cvae.data.molecules import (  # noqa: E402
     split_smiles,
 )
 from pyro_cvae.evaluate import log_weights  # noqa: E402
-from pyro_cvae.evaluate.molecules import molecule_metrics, molecule_nll  # noqa: E402
+from pyro_cvae.evaluate.molecules import (  # noqa: E402
+    PROPERTY_TOLERANCES,
+    control_on_requests,
+    molecule_metrics,
+    molecule_nll,
+)
 from pyro_cvae.infer.objectives import make_objective  # noqa: E402
 from pyro_cvae.models import (  # noqa: E402
     MOLECULE_ENCODERS,
@@ -35,9 +41,17 @@ from pyro_cvae.models import (  # noqa: E402
     MoleculeCVAE,
     build_model,
 )
-from pyro_cvae.nn.sequence import ConvSequenceEncoder, TokenSequence  # noqa: E402
+from pyro_cvae.nn.sequence import (  # noqa: E402
+    ConvSequenceEncoder,
+    SoftTokenPredictor,
+    TokenSequence,
+)
 
 TINY = dict(latent_dim=4, embed_dim=8, hidden_dim=16)
+
+
+def _sites(trace) -> list[str]:
+    return [k for k, n in trace.nodes.items() if n["type"] == "sample"]
 
 
 @pytest.fixture(scope="module")
@@ -311,9 +325,24 @@ class TestCommands:
 class TestOneCVAE:
     """The molecule model is the CVAE with sequence parts: priors, hierarchy and objectives apply."""
 
-    def test_it_is_a_cvae_with_cvaes_model_and_guide(self, model):
+    def test_it_is_a_cvae_with_cvaes_model_and_guide(self, data, model):
         assert isinstance(model, pc.CVAE)
-        assert type(model).model is pc.CVAE.model and type(model).guide is pc.CVAE.guide
+        assert type(model).guide is pc.CVAE.guide
+        # the model is CVAE's (MoleculeCVAE.model adds only the property loss's factor, which
+        # is off by default): the same sites and log-densities, in training mode too
+        x, y = data.train.x[:8], data.train.y[:8]
+        for mode in (model.train, model.eval):
+            mode()
+            traces = []
+            for fn in (model.model, lambda *a: pc.CVAE.model(model, *a)):
+                pyro.set_rng_seed(3)
+                traces.append(poutine.trace(fn).get_trace(x, y))
+                traces[-1].compute_log_prob()
+            a, b = traces
+            assert _sites(a) == _sites(b) == ["data", "z", "x"]
+            assert all(torch.equal(a.nodes[k]["log_prob"], b.nodes[k]["log_prob"])
+                       for k in ("z", "x"))  # fmt: skip
+        model.eval()
 
     @pytest.mark.parametrize("prior", ["conditional", "mixture", "flow"])
     def test_priors_apply_with_one_argument(self, data, prior):
@@ -386,3 +415,122 @@ class TestOneCVAE:
         assert main(["sample", "--run", str(run), "--condition", "logp=2.5", "-n", "5",
                      "--out", str(out)]) == 0  # fmt: skip
         assert len(out.read_text().strip().splitlines()) == 6
+
+
+class TestPropertyLoss:
+    """property_weight (issue 26): a predictor of the properties from tokens, trained on the real
+    molecules, and the decoder's soft output from z ~ p(z | c) scored by the frozen predictor."""
+
+    @pytest.fixture
+    def prop(self, data):
+        pyro.set_rng_seed(0)
+        return MoleculeCVAE(MoleculeConfig.for_data(data, property_weight=10.0, **TINY))
+
+    @pytest.mark.parametrize("straight_through", [True, False])
+    def test_soft_generation_is_a_distribution_per_position(self, data, prop, straight_through):
+        zc = torch.randn(3, 4 + data.schema.width)
+        probs, alive = prop.decoder.soft_generate(zc, straight_through=straight_through)
+        L = data.image_shape[0]
+        assert probs.shape == (3, L, prop.config.vocab_size) and alive.shape == (3, L)
+        assert torch.allclose(probs.sum(-1), torch.ones(3, L))
+        assert (probs[..., [PAD, 2, 3]] == 0).all()  # padding, start and unknown never drawn
+        assert (alive[:, 0] == 1).all() and (alive[:, 1:] <= alive[:, :-1] + 1e-6).all()
+        assert torch.allclose(alive[:, 1], 1 - probs[:, 0, END])
+        if straight_through:  # the forward pass is a drawn sequence: one-hot rows, 0/1 mask
+            assert torch.allclose(probs.max(-1).values, torch.ones(3, L))
+            assert set(alive.unique().tolist()) <= {0.0, 1.0}
+
+    def test_straight_through_rows_are_sequences_the_generator_could_draw(self, data, prop):
+        """No padding before the end, at most one end token: a sequence of the generator."""
+        zc = torch.randn(4, 4 + data.schema.width)
+        prop.eval()
+        with torch.no_grad():
+            ids = prop.decoder.generate(zc)
+            probs, alive = prop.decoder.soft_generate(zc)
+        drawn = probs.argmax(-1)
+        inside = alive > 0  # up to and including each sequence's end token
+        # the generator uses torch's Categorical, the relaxation Gumbel-max: the same law,
+        # not the same draws, so compare what both guarantee: a valid sequence with one end
+        assert (drawn[inside] != PAD).all() and (ids[:, 0] != PAD).all()
+        assert ((drawn == END) & inside).sum(-1).le(1).all()
+
+    def test_the_predictor_reads_one_hot_rows_up_to_the_end(self):
+        pyro.set_rng_seed(0)
+        net = SoftTokenPredictor(6, 4, 8, 2)
+        x = torch.nn.functional.one_hot(torch.tensor([[4, 5, 1, 0, 0]]), 6).float()
+        other = x.clone()
+        other[0, 3:] = torch.nn.functional.one_hot(torch.tensor([4, 5]), 6).float()
+        w = torch.tensor([[1.0, 1, 1, 0, 0]])
+        assert torch.allclose(net(x, w), net(other, w))  # what follows the end does not count
+        assert net(x, w).shape == (1, 2)
+
+    def test_a_factor_in_training_mode_only_and_its_gradients(self, data, prop):
+        x, y = data.train.x[:8], data.train.y[:8]
+        prop.train()
+        tr = poutine.trace(prop.model).get_trace(x, y)
+        assert _sites(tr) == ["data", "z", "x", "properties"]
+        assert tr.nodes["properties"]["fn"].batch_shape == (8,)
+        prop.eval()  # evaluation: the model's log p(x | c) alone
+        assert "properties" not in poutine.trace(prop.model).get_trace(x, y).nodes
+        # the real term trains the predictor; the generated term trains the decoder, not it
+        prop.zero_grad()
+        c = prop.condition(y, 8)
+        probs, alive = prop.decoder.soft_generate(torch.cat([torch.randn(8, 4), c], -1))
+        frozen = {k: v.detach() for k, v in prop.property_net.named_parameters()}
+        fake = torch.func.functional_call(prop.property_net, frozen, (probs, alive))
+        ((fake - c) ** 2).sum().backward()
+        assert all(p.grad is None for p in prop.property_net.parameters())
+        assert prop.decoder.out.weight.grad.abs().sum() > 0
+        prop.zero_grad()
+        prop.property_loss(x, y).sum().backward()
+        assert prop.property_net.head[-1].weight.grad.abs().sum() > 0
+
+    def test_trains_saves_and_reloads(self, data, tmp_path):
+        pyro.set_rng_seed(0)
+        m = MoleculeCVAE(MoleculeConfig.for_data(data, property_weight=10.0, **TINY))
+        h = pc.fit(m, data.subset(64, 16), epochs=2, batch_size=32, out=tmp_path / "run",
+                   progress=False)  # fmt: skip
+        assert all(math.isfinite(r["train_loss"]) for r in h.rows)
+        again = pc.load(tmp_path / "run")
+        assert again.config.property_weight == 10.0 and again.property_net is not None
+        assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(),
+                                                    again.state_dict().values()))  # fmt: skip
+
+    def test_config_errors_name_the_value_and_the_fix(self, data):
+        with pytest.raises(ValueError, match="property_weight must be a number >= 0, got -1"):
+            MoleculeConfig.for_data(data, property_weight=-1, **TINY)
+        with pytest.raises(ValueError, match="needs a conditional model.*condition_dim=0"):
+            MoleculeConfig.for_data(data, unconditional=True, property_weight=1.0, **TINY)
+        with pytest.raises(ValueError, match="latent_dims=.4, 2.; set property_weight=0"):
+            MoleculeConfig.for_data(data, latent_dims=(4, 2), property_weight=1.0, **TINY)
+        assert MoleculeCVAE(MoleculeConfig.for_data(data, **TINY)).property_net is None
+
+
+class TestControlOnRequests:
+    def test_requests_are_test_molecules_and_success_is_counted_per_request(self, data, model):
+        pyro.set_rng_seed(0)
+        out = control_on_requests(model, data, num_requests=30)
+        assert out["requests"] == 30 and 0 <= out["valid"] <= 1
+        for name in PROPERTY_TOLERANCES:
+            assert 0 <= out[f"{name}_success"] <= out["valid"]
+        assert out["success_all"] <= min(out[f"{n}_success"] for n in PROPERTY_TOLERANCES)
+        # infinitely wide tolerances: every valid molecule meets every request
+        wide = control_on_requests(model, data, num_requests=30,
+                                   tolerances=dict.fromkeys(PROPERTY_TOLERANCES, math.inf))  # fmt: skip
+        assert wide["success_all"] == wide["valid"]
+        with pytest.raises(ValueError, match=r"no tolerance for \['sa'\]"):
+            control_on_requests(model, data, names=("logp", "sa"))
+
+    def test_a_model_that_returns_the_requested_molecule_succeeds_everywhere(self, data, model):
+        """A stand-in whose samples are the test molecules themselves: every request met."""
+
+        class Oracle:
+            config, device, smiles = model.config, model.device, model.smiles
+
+            def sample(self, y, n, temperature=1.0):
+                assert torch.equal(y, data.eval_split("test").y[: len(y)])
+                return data.eval_split("test").x[: len(y)].unsqueeze(1)
+
+        out = control_on_requests(Oracle(), data, num_requests=20)
+        assert out["valid"] == 1 and out["success_all"] == 1
+        assert out["logp_mae"] < 1e-6 and out["logp_spearman"] == pytest.approx(1)
