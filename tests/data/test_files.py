@@ -12,55 +12,29 @@ from pyro_cvae.cli import main
 from pyro_cvae.data import FILE_SOURCES, DataFileError, detect_source
 from pyro_cvae.models import default_likelihood
 from pyro_cvae.train import load_run_data
+from tests.data import builders
+from tests.data.builders import people, write_png
 
 TINY = ["--epochs", "1", "--batch-size", "8", "--hidden", "8", "--latent-dim", "2", "--quiet",
         "--eval-samples", "0"]  # fmt: skip
 
 
-def _png(path, size=(6, 6), mode="L", seed=0):
-    rng = np.random.default_rng(seed)
-    shape = size[::-1] + ((3,) if mode == "RGB" else ())
-    Image.fromarray((rng.random(shape) * 255).astype(np.uint8), mode).save(path)
-
-
 @pytest.fixture
 def image_folder(tmp_path):
     """Two classes of 6x6 grey PNGs, 10 each."""
-    root = tmp_path / "pets"
-    for k, name in enumerate(("cat", "dog")):
-        (root / name).mkdir(parents=True)
-        for i in range(10):
-            _png(root / name / f"{i}.png", seed=10 * k + i)
-    return root
+    return builders.image_folder(tmp_path / "pets", per_class=10, seed_step=10)
 
 
 @pytest.fixture
 def attribute_folder(tmp_path):
     """12 RGB JPEGs and an attribute CSV (file, smiling -1/1, hair, age)."""
-    root = tmp_path / "faces"
-    root.mkdir()
-    rows = []
-    for i in range(12):
-        _png(root / f"im{i}.jpg", mode="RGB", seed=i)
-        rows.append({"file": f"im{i}.jpg", "smiling": [-1, 1][i % 2],
-                     "hair": ["black", "blond", "red"][i % 3], "age": 20 + i})  # fmt: skip
-    pd.DataFrame(rows).to_csv(root / "attributes.csv", index=False)
-    return root
-
-
-def _table(n=60, seed=0):
-    rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "age": rng.integers(20, 60, n), "height": rng.normal(170, 10, n),
-        "smoker": rng.choice(["yes", "no"], n), "city": rng.choice(["a", "b", "c"], n),
-        "income": rng.choice(["low", "high"], n),
-    })  # fmt: skip
+    return builders.attribute_folder(tmp_path / "faces", n=12, suffix=".jpg")
 
 
 @pytest.fixture
 def table_csv(tmp_path):
     path = tmp_path / "people.csv"
-    _table().to_csv(path, index=False)
+    people(60).to_csv(path, index=False)
     return path
 
 
@@ -69,7 +43,7 @@ def table_csv(tmp_path):
 
 def test_detect_source_names_every_kind(image_folder, attribute_folder, table_csv, tmp_path):
     np.savez(tmp_path / "a.npz", x=np.zeros((3, 2)))
-    _table().to_parquet(tmp_path / "t.parquet")
+    people(60).to_parquet(tmp_path / "t.parquet")
     assert detect_source(image_folder) == "image-folder"
     assert detect_source(attribute_folder) == "image-attributes"
     assert detect_source(tmp_path / "a.npz") == "npz"
@@ -102,7 +76,7 @@ def test_image_folder_loads_grey_classes_with_stratified_seeded_splits(image_fol
 
 
 def test_image_folder_mixed_grey_and_rgb_becomes_rgb_and_resizes(image_folder):
-    _png(image_folder / "dog" / "big.jpg", size=(9, 7), mode="RGB")
+    write_png(image_folder / "dog" / "big.jpg", size=(9, 7), mode="RGB")
     with pytest.raises(DataFileError, match=r"different sizes.*big\.jpg is 9x7.*--image-size"):
         pc.load_dataset(image_folder)
     d = pc.load_dataset(image_folder, image_size=4)
@@ -120,8 +94,8 @@ def test_a_flat_folder_or_one_class_is_unlabelled_images(tmp_path):
     (tmp_path / "one" / "only").mkdir(parents=True)
     (tmp_path / "flat").mkdir()
     for i in range(6):
-        _png(tmp_path / "one" / "only" / f"{i}.png", seed=i)
-        _png(tmp_path / "flat" / f"{i}.png", seed=i)
+        write_png(tmp_path / "one" / "only" / f"{i}.png", seed=i)
+        write_png(tmp_path / "flat" / f"{i}.png", seed=i)
     for folder in ("one", "flat"):
         d = pc.load_dataset(tmp_path / folder)
         assert d.num_classes == 0 and d.class_names == () and d.image_shape == (1, 6, 6)
@@ -135,7 +109,7 @@ def test_a_flat_folder_or_one_class_is_unlabelled_images(tmp_path):
 def test_cli_trains_a_plain_vae_on_a_flat_folder(tmp_path):
     (tmp_path / "flat").mkdir()
     for i in range(6):
-        _png(tmp_path / "flat" / f"{i}.png", seed=i)
+        write_png(tmp_path / "flat" / f"{i}.png", seed=i)
     run = tmp_path / "run"
     assert main(["train", "--data", str(tmp_path / "flat"), "--unconditional", "--out", str(run),
                  *TINY]) == 0  # fmt: skip
@@ -221,7 +195,7 @@ def test_npz_errors(tmp_path):
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_table_columns_become_data_and_conditions(tmp_path, suffix):
     path = tmp_path / f"people{suffix}"
-    frame = _table()
+    frame = people(60)
     frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path)
     d = pc.load_dataset(path, condition="income")
     assert d.table.names == ["age", "height", "smoker", "city"]
@@ -442,7 +416,7 @@ def test_images_that_would_not_fit_in_memory_are_refused_before_loading(image_fo
 def table_run(tmp_path_factory):
     """A tiny table run conditioned on a text column, and an .npz vector run with conditions."""
     root = tmp_path_factory.mktemp("own")
-    _table().to_csv(root / "people.csv", index=False)
+    people(60).to_csv(root / "people.csv", index=False)
     assert main(["train", "--data", str(root / "people.csv"), "--condition", "income",
                  "--out", str(root / "table"), *TINY]) == 0  # fmt: skip
     rng = np.random.default_rng(0)

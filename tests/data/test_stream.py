@@ -3,65 +3,38 @@ an image folder, an attribute folder and a CSV / Parquet table; exact resume mid
 of workers; clear refusals."""
 
 import numpy as np
-import pandas as pd
 import pyro
 import pytest
 import torch
-from PIL import Image
 
 import pyro_cvae as pc
 from pyro_cvae.cli import main
 from pyro_cvae.data import StreamDataset, StreamedDataError, StreamSplit
 from pyro_cvae.data.stream import ImageItems
 from pyro_cvae.train import load_run_data
+from tests.data import builders
+from tests.data.builders import people
 
 TINY = ["--epochs", "1", "--batch-size", "8", "--hidden", "8", "--latent-dim", "2", "--quiet",
         "--eval-samples", "0"]  # fmt: skip
 
 
-def _png(path, mode="L", seed=0):
-    rng = np.random.default_rng(seed)
-    shape = (6, 6) + ((3,) if mode == "RGB" else ())
-    Image.fromarray((rng.random(shape) * 255).astype(np.uint8), mode).save(path)
-
-
 @pytest.fixture
 def image_folder(tmp_path):
     """Two classes of 6x6 grey PNGs, 25 each."""
-    root = tmp_path / "pets"
-    for k, name in enumerate(("cat", "dog")):
-        (root / name).mkdir(parents=True)
-        for i in range(25):
-            _png(root / name / f"{i}.png", seed=100 * k + i)
-    return root
+    return builders.image_folder(tmp_path / "pets", per_class=25, seed_step=100)
 
 
 @pytest.fixture
 def attribute_folder(tmp_path):
-    root = tmp_path / "faces"
-    root.mkdir()
-    rows = []
-    for i in range(30):
-        _png(root / f"im{i}.png", mode="RGB", seed=i)
-        rows.append({"file": f"im{i}.png", "smiling": [-1, 1][i % 2],
-                     "hair": ["black", "blond", "red"][i % 3], "age": 20 + i})  # fmt: skip
-    pd.DataFrame(rows).to_csv(root / "attributes.csv", index=False)
-    return root
-
-
-def _frame(n=150, seed=0):
-    rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "age": rng.integers(20, 60, n), "height": rng.normal(170, 10, n),
-        "smoker": rng.choice(["yes", "no"], n), "city": rng.choice(["a", "b", "c"], n),
-        "income": rng.choice(["low", "high"], n),
-    })  # fmt: skip
+    """30 RGB PNGs and an attribute CSV (file, smiling -1/1, hair, age)."""
+    return builders.attribute_folder(tmp_path / "faces", n=30, suffix=".png")
 
 
 @pytest.fixture(params=["csv", "parquet"])
 def table(tmp_path, request):
     path = tmp_path / f"people.{request.param}"
-    frame = _frame()
+    frame = people(150)
     frame.to_csv(path, index=False) if request.param == "csv" else frame.to_parquet(path)
     return path
 
@@ -230,7 +203,7 @@ def test_train_streams_a_folder_from_the_command_line(image_folder, tmp_path):
 
 def test_train_streams_a_table_from_the_command_line(tmp_path):
     path = tmp_path / "people.csv"
-    _frame().to_csv(path, index=False)
+    people(150).to_csv(path, index=False)
     run = tmp_path / "run"
     assert main(["train", "--data", str(path), "--condition", "income", "--stream",
                  "--out", str(run), *TINY]) == 0  # fmt: skip
@@ -275,7 +248,7 @@ def test_semi_supervised_training_refuses_a_streamed_split(image_folder, capsys)
 
 
 def test_a_missing_cell_is_named_as_in_memory(tmp_path):
-    frame = _frame(30).astype({"age": float})
+    frame = people(30).astype({"age": float})
     frame.loc[7, "height"] = np.nan
     path = tmp_path / "gaps.csv"
     frame.to_csv(path, index=False)
