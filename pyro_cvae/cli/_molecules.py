@@ -25,7 +25,7 @@ __all__ = ["train_molecules", "sample_molecules", "score_molecules"]
 
 def train_molecules(args, data: Dataset, train_cfg: TrainConfig, family: str) -> int:
     """``pyro-cvae train --dataset moses``: the sequence CVAE (``--hidden``: the GRU width,
-    ``--embed-dim``, ``--word-dropout``, ``--encoder``; ``--prior`` (``conditional``: a learned
+    ``--embed-dim``, ``--word-dropout``, ``--encoder``, ``--property-weight``; ``--prior`` (``conditional``: a learned
     p(z | c)), ``--prior-option`` and ``--latent-dims`` as for images; unset flags keep
     :class:`MoleculeConfig`'s defaults)."""
     hidden = args.hidden[0] if args.hidden else None
@@ -35,6 +35,7 @@ def train_molecules(args, data: Dataset, train_cfg: TrainConfig, family: str) ->
                                   latent_dim=args.latent_dim, hidden_dim=hidden,
                                   embed_dim=args.embed_dim,
                                   word_dropout=args.word_dropout,
+                                  property_weight=args.property_weight,
                                   encoder=args.encoder, prior=args.prior,
                                   prior_options=dict(args.prior_option or {}) or None,
                                   latent_dims=args.latent_dims)  # fmt: skip

@@ -214,6 +214,12 @@ def add_parser(sub) -> None:
         help="molecule runs (--dataset moses): the guide's network over the tokens, a GRU or "
         f"1-D convolutions (default {MoleculeConfig.encoder})",
     )  # fmt: skip
+    t.add_argument(
+        "--property-weight", type=float, default=None, metavar="W",
+        help="molecule runs (--dataset moses): weight of the property loss, a predictor that "
+        "scores the decoder's soft output from z ~ p(z | c) against the request "
+        f"(default {MoleculeConfig.property_weight}: none; e.g. 10 with --prior conditional)",
+    )  # fmt: skip
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     t.add_argument("--overwrite", action="store_true", help="replace a previous run in --out")
     t.add_argument(
@@ -385,10 +391,12 @@ def run(args) -> int:
                 "trains on its properties: drop --semi-supervised"
             )
         return train_molecules(args, data, train_cfg, family)
-    if args.word_dropout is not None or args.embed_dim is not None or args.encoder is not None:
+    molecule_flags = (args.word_dropout, args.embed_dim, args.encoder, args.property_weight)
+    if any(flag is not None for flag in molecule_flags):
         raise ValueError(
-            "--word-dropout, --embed-dim and --encoder describe the molecule model; they apply to "
-            "--dataset moses only (for dropout in these networks use --dropout)"
+            "--word-dropout, --embed-dim, --encoder and --property-weight describe the molecule "
+            "model; they apply to --dataset moses only (for dropout in these networks use "
+            "--dropout)"
         )
     model_cfg = ModelConfig.for_data(
         data, unconditional=args.unconditional, latent_dim=args.latent_dim,

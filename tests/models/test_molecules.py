@@ -321,6 +321,24 @@ class TestCommands:
                      "--out", str(tmp_path / "digits"), "--quiet"]) == 2  # fmt: skip
         assert "--dataset moses only" in capsys.readouterr().err
 
+    def test_property_weight_flag(self, data, tmp_path, capsys):
+        run = tmp_path / "run"
+        assert main(["train", "--dataset", "moses", "--train-size", "300", "--epochs", "1",
+                     "--batch-size", "64", "--latent-dim", "4", "--hidden", "16",
+                     "--prior", "conditional", "--property-weight", "10", "--eval-samples", "0",
+                     "--out", str(run), "--quiet"]) == 0  # fmt: skip
+        model = pc.load(run)
+        assert model.config.property_weight == 10.0 and model.property_net is not None
+        capsys.readouterr()
+        assert main(["train", "--dataset", "moses", "--train-size", "300", "--epochs", "1",
+                     "--unconditional", "--property-weight", "10",
+                     "--out", str(tmp_path / "vae"), "--quiet"]) == 2  # fmt: skip
+        assert "needs a conditional model" in capsys.readouterr().err
+        assert not (tmp_path / "vae").exists()
+        assert main(["train", "--dataset", "digits", "--epochs", "1", "--property-weight", "1",
+                     "--out", str(tmp_path / "digits"), "--quiet"]) == 2  # fmt: skip
+        assert "--property-weight describe the molecule model" in capsys.readouterr().err
+
 
 class TestOneCVAE:
     """The molecule model is the CVAE with sequence parts: priors, hierarchy and objectives apply."""
