@@ -9,7 +9,14 @@ Rows (``--variants``), every one the same GRU networks and budget on a seeded MO
 * ``CVAE p(z|c) + property loss``: and ``property_weight`` (``--property-weight``): a property
   predictor trained on the real molecules scores the decoder's soft output from z ~ p(z | c)
   (:class:`~pyro_cvae.models.MoleculeCVAE`), so the decoder must carry c into the molecule;
-  the row is named with its weight, ``CVAE p(z|c) + property loss (w=10)``.
+  the row is named with its weight, ``CVAE p(z|c) + property loss (w=10)``;
+* ``CVAE p(z|c) (word dropout 0)`` and ``(word dropout 0.5)``: the conditional-prior row with
+  another word dropout than the default 0.25. Word dropout starves the decoder of the tokens
+  so far and pushes information into z; with less of it, the decoder must take what z does not
+  carry (the properties a draw from p(z | c) does not pin down) from c;
+* ``CVAE p(z|c) (logP only)``: the same molecules conditioned on logP alone
+  (``load_dataset("moses", condition="logp")``): a request that fixes no other property, so
+  nothing the data rarely holds is asked; its control is measured on logP only.
 
 Measured per row:
 
@@ -77,6 +84,10 @@ VARIANTS = {
     "CVAE p(z|c)": ("cvae-cond", {"prior": "conditional"}),
     "CVAE p(z|c) + property loss": ("cvae-cond-prop{w:g}",
                                     {"prior": "conditional", "property_weight": "{w}"}),
+    "CVAE p(z|c) (word dropout 0)": ("cvae-cond-wd0", {"prior": "conditional", "word_dropout": 0.0}),
+    "CVAE p(z|c) (word dropout 0.5)": ("cvae-cond-wd50",
+                                      {"prior": "conditional", "word_dropout": 0.5}),
+    "CVAE p(z|c) (logP only)": ("cvae-cond-logp", {"prior": "conditional", "condition": "logp"}),
 }  # fmt: skip
 
 CONTROLLED = tuple(PROPERTY_TOLERANCES)  # logP, QED, MW, TPSA
@@ -199,10 +210,11 @@ def _evaluate(model, data, conditional: bool, args, grids: dict) -> dict:
     out["subset"] = molecule_metrics(smiles, split_smiles(data, "train"), ks=())
     # (a) requests that exist
     pyro.set_rng_seed(args.seed + 2)
-    out["control"] = control_on_requests(model, data, num_requests=args.requests)
+    controlled = [n for n in CONTROLLED if n in names]  # a model conditioned on a subset
+    out["control"] = control_on_requests(model, data, num_requests=args.requests, names=controlled)
     # (b) each property alone, the others at their conditional medians; (c) the logP grid
     out["single"], rows_c = {}, None
-    for target in CONTROLLED:
+    for target in controlled:
         requests = [_conditional_medians(values, names, target, v) for v in grids[target]]
         rows = _generate(model, schema, requests, args)
         m = property_control(rows, [target])
@@ -298,9 +310,12 @@ def main(argv=None) -> dict:
                     continue
         step = args.epochs_per_call or args.epochs
         target = min(args.epochs, max(done, 0) + step) if done < args.epochs else done
-        model, seconds = _train(data, fields, args, run, target)
+        chosen = fields.pop("condition", None)  # the row's properties, when not all of them
+        row_data = data if chosen is None else load_dataset("moses", train_size=args.train_size,
+                                                             condition=chosen)  # fmt: skip
+        model, seconds = _train(row_data, fields, args, run, target)
         conditional = not fields.get("unconditional")
-        metrics = _evaluate(model, data, conditional, args, grids)
+        metrics = _evaluate(model, row_data, conditional, args, grids)
         rows_c = metrics.pop("_rows_c")
         metrics.update(train_seconds=seconds, epochs=_epochs_done(run), of_epochs=args.epochs)
         picture = None

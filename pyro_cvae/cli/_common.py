@@ -75,7 +75,8 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="COLUMNS",
         help="with --data: the condition columns of a table (the others are the data), or the "
-        "attribute columns to use of an attribute CSV (default: all)",
+        "attribute columns to use of an attribute CSV (default: all); with --dataset moses: "
+        "the properties of the condition, e.g. logp (default: all)",
     )
     p.add_argument(
         "--data-dir",

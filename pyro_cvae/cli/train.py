@@ -20,7 +20,7 @@ from pathlib import Path
 import pyro
 
 from ..checkpoint import CheckpointError, load_latest_good
-from ..data import is_molecule_data, load_dataset
+from ..data import MOLECULE_DATASETS, is_molecule_data, load_dataset
 from ..evaluate import condition_ignored
 from ..infer.objectives import OBJECTIVES
 from ..models import (
@@ -334,6 +334,8 @@ def _recorded_data(args) -> None:
             args.condition = tuple(spec["condition"])
     elif spec.get("name"):
         args.dataset = spec["name"]
+        if args.condition is None and spec.get("tokens") and spec.get("condition"):
+            args.condition = tuple(spec["condition"])  # a molecule run's properties
     if args.train_size is None:
         args.train_size = spec.get("train_size")
     if args.binarize is None:
@@ -356,8 +358,14 @@ def run(args) -> int:
         )
     if args.resume and not (args.data or args.dataset):
         _recorded_data(args)
-    if not args.data and (args.image_size or args.condition):
-        raise ValueError("--image-size and --condition describe your own data; add --data PATH")
+    molecules = not args.data and args.dataset in MOLECULE_DATASETS
+    if not args.data and (args.image_size or (args.condition and not molecules)):
+        raise ValueError(
+            "--image-size and --condition describe your own data; add --data PATH (or, for "
+            "--dataset moses, --condition picks the properties, e.g. --condition logp)"
+        )
+    if molecules and args.image_size:
+        raise ValueError("--image-size describes images; --dataset moses holds molecules: drop it")
     if args.workers is not None and not args.stream:
         raise ValueError("--workers N are the readers of a streamed data set; add --stream")
     if args.stream and not args.data:
@@ -380,6 +388,8 @@ def run(args) -> int:
         _check_flags(args, train_cfg)
     binarize = args.binarize or default_binarize(source, args.likelihood)
     files = dict(image_size=args.image_size, condition=args.condition) if args.data else {}
+    if molecules and args.condition:
+        files = {"condition": args.condition}
     if args.stream:
         files.update(stream=True, workers=args.workers or 0)
     data = load_dataset(source, binarize=binarize, data_dir=args.data_dir, seed=train_cfg.seed,

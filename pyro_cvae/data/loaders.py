@@ -225,6 +225,8 @@ def load_dataset(
         image_size: the user's images: resize every image to this square size.
         condition: a table's condition columns (a list or ``"a,b"``); the others are the data.
             For an image folder with an attribute CSV: the attribute columns to use (default all).
+            For ``"moses"``: the properties that form the condition (default all; see
+            :func:`~pyro_cvae.data.molecules.load_moses`).
         source: the kind of the user's data, a key of :data:`FILE_SOURCES` (default: detected).
         stream: the user's image folder, attribute folder or CSV / Parquet table read lazily, a
             batch at a time, by ``torch.utils.data.DataLoader`` workers: a
@@ -250,7 +252,13 @@ def load_dataset(
             "folder or a CSV / Parquet table): drop stream (--stream), or give --data PATH"
         )
     if str(name) in MOLECULE_DATASETS:  # token rows and properties: pyro_cvae.data.molecules
-        return MOLECULE_DATASETS[str(name)](Path(data_dir) if data_dir else None, train_size)
+        if image_size is not None or source:
+            raise ValueError(
+                f"image_size and source are for your own data by path; {name!r} takes neither "
+                "(condition picks its properties)"
+            )
+        return MOLECULE_DATASETS[str(name)](Path(data_dir) if data_dir else None, train_size,
+                                            condition)  # fmt: skip
     if str(name) not in DATASETS and not Path(name).exists():
         raise ValueError(
             f"unknown data set {str(name)!r}: it is neither a built-in ({', '.join(DATASETS)}) "

@@ -63,6 +63,7 @@ __all__ = [
     "molecule_properties",
     "property_schema",
     "encode_properties",
+    "property_columns",
     "smiles_to_tokens",
     "draw_molecules",
     "read_molecules",
@@ -267,6 +268,11 @@ def property_schema(props: np.ndarray, names: Sequence[str] = PROPERTIES) -> Att
     return AttributeSchema(attrs)
 
 
+def property_columns(props: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """The columns ``names`` of properties in :data:`PROPERTIES` order, (N, 5) -> (N, len(names))."""
+    return props[:, [PROPERTIES.index(n) for n in names]]
+
+
 def encode_properties(props: np.ndarray, schema: AttributeSchema) -> torch.Tensor:
     """Property values (N, P) -> condition vectors (N, P), each mapped by its attribute's
     ``(v - low) / (high - low)``; values outside the range are not refused (held-out molecules)."""
@@ -312,6 +318,7 @@ def load_moses(
     *,
     eval_size: int | None = None,
     data_dir: str | Path | None = None,
+    properties: Sequence[str] | str | None = None,
     progress: bool = True,
 ) -> Dataset:
     """MOSES molecules as a :class:`~pyro_cvae.data.Dataset` of SELFIES ids and properties.
@@ -322,13 +329,25 @@ def load_moses(
         eval_size: molecules in each of the validation and test splits, drawn from MOSES's test
             file (default ``train_size // 10``, at least 100 and at most 10,000).
         data_dir: cache folder (default :func:`~pyro_cvae.data.default_data_dir`).
+        properties: the properties that form the condition, a subset of :data:`PROPERTIES` in
+            any order (a list or ``"logp,qed"``; default all that RDKit computes here), e.g.
+            ``["logp"]`` for a model conditioned on logP alone.
 
     Returns:
-        a Dataset whose splits hold ``x`` (N, L) token ids and ``y`` (N, 5) conditions, its
-        ``schema`` the property attributes, and ``meta`` the vocabulary (``tokens``) and the
-        number of held-out molecules dropped (``dropped``: a token the training subset never
+        a Dataset whose splits hold ``x`` (N, L) token ids and ``y`` (N, P) conditions (P
+        properties), its ``schema`` the property attributes, and ``meta`` the vocabulary
+        (``tokens``), the properties (``condition``) and the number of held-out molecules dropped (``dropped``: a token the training subset never
         shows, or longer than its longest molecule). :func:`split_smiles` gives the SMILES.
     """
+    if isinstance(properties, str):
+        properties = [p.strip() for p in properties.split(",") if p.strip()]
+    if properties is not None:
+        unknown = [p for p in properties if p not in PROPERTIES]
+        if unknown or not properties or len(set(properties)) < len(properties):
+            raise ValueError(
+                f"properties (--condition) must be distinct names of {list(PROPERTIES)}, got "
+                f"{list(properties)}; e.g. --condition logp"
+            )
     train_size = 100_000 if train_size is None else int(train_size)
     if train_size < 10:
         raise ValueError(f"train_size must be at least 10 molecules, got {train_size}")
@@ -359,7 +378,13 @@ def load_moses(
     names = PROPERTIES
     if np.isnan(parts["train"][1][:, -1]).all():  # this RDKit ships no SA score: leave it out
         names = PROPERTIES[:-1]
-        parts = {k: (s, p[:, :-1]) for k, (s, p) in parts.items()}
+        if properties is not None and "sa" in properties:
+            raise ValueError(
+                "this RDKit ships no synthetic accessibility (SA) score: drop sa from the "
+                "properties (--condition)"
+            )
+    names = tuple(properties) if properties is not None else names
+    parts = {k: (s, property_columns(p, names)) for k, (s, p) in parts.items()}
     train_props = parts["train"][1][np.array(keep["train"])]
     schema = property_schema(train_props, names)
     splits, dropped = {}, {}
@@ -376,7 +401,7 @@ def load_moses(
         class_names=(),
         binarize="none",
         meta={"source": str(moses_file("train").parent), "train_size": train_size,
-              "tokens": list(vocab.tokens), "dropped": dropped},
+              "tokens": list(vocab.tokens), "dropped": dropped, "condition": list(names)},
         schema=schema,
     )  # fmt: skip
 
@@ -392,11 +417,12 @@ def is_molecule_data(data: Dataset) -> bool:
     return "tokens" in data.meta
 
 
-def _load_moses_dataset(data_dir: Path | None, train_size: int | None) -> Dataset:
-    return load_moses(train_size, data_dir=data_dir)
+def _load_moses_dataset(data_dir: Path | None, train_size: int | None, condition=None) -> Dataset:
+    return load_moses(train_size, data_dir=data_dir, properties=condition)
 
 
-#: molecule data set name -> loader(data_dir, train_size); :func:`~pyro_cvae.data.load_dataset`
+#: molecule data set name -> loader(data_dir, train_size, condition);
+#: :func:`~pyro_cvae.data.load_dataset`
 #: dispatches to it (the subset depends on the size, so it is drawn by the loader itself)
 MOLECULE_DATASETS = {"moses": _load_moses_dataset}
 
@@ -465,5 +491,5 @@ def read_molecules(
                    f"it has {len(ts)} SELFIES tokens, the model reads at most {length - 1}")  # fmt: skip
             raise ValueError(f"{path}, line {line}: the molecule {s!r} cannot be scored: {why}")
         token_lists.append(ts)
-    y = None if schema is None else encode_properties(props[:, : len(schema.attributes)], schema)
+    y = None if schema is None else encode_properties(property_columns(props, schema.names), schema)
     return vocab.encode(token_lists, length), y, smiles

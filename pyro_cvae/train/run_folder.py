@@ -463,9 +463,13 @@ class RunFolder:
                                 image_size=spec.get("image_size"), condition=spec.get("condition"),
                                 source=spec.get("source"))  # fmt: skip
         # runs written before the seed was recorded drew with load_dataset's default seed, 0
+        # a molecule run records the properties of its condition (older runs: all of them)
+        chosen = (
+            {"condition": spec["condition"]} if "tokens" in spec and "condition" in spec else {}
+        )
         return load_dataset(spec["name"], binarize=spec["binarize"], data_dir=data_dir,
                             seed=spec.get("binarize_seed", 0),
-                            train_size=spec.get("train_size"))  # fmt: skip
+                            train_size=spec.get("train_size"), **chosen)  # fmt: skip
 
     def schema(self) -> AttributeSchema:
         """The attribute schema: the folder's ``attributes.json``, else its built-in data set's.

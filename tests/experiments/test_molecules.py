@@ -24,10 +24,11 @@ def _load():
 
 
 ROWS = {"VAE", "CVAE", "CVAE p(z|c)", "CVAE p(z|c) + property loss (w=10)"}
+FOUR = ["--variants", "VAE,CVAE,CVAE p(z|c),CVAE p(z|c) + property loss"]
 
 
 def test_tiny_run_writes_results(tmp_path):
-    out = _load().main(["--tiny", "--results-dir", str(tmp_path)])
+    out = _load().main(["--tiny", *FOUR, "--results-dir", str(tmp_path)])
     assert set(out["models"]) == ROWS
     for m in out["models"].values():
         assert 0 <= m["moses"]["valid"] <= 1 and "FCD/Test" in m["moses"]
@@ -47,7 +48,7 @@ def test_tiny_run_writes_results(tmp_path):
         assert (tmp_path / out["picture"]).stat().st_size > 0
         assert out["picture"] in md
     # run again: every row is read from its run folder, not retrained
-    again = _load().main(["--tiny", "--results-dir", str(tmp_path)])
+    again = _load().main(["--tiny", *FOUR, "--results-dir", str(tmp_path)])
     assert again["models"] == json.loads(json.dumps(out["models"], default=float))
     md = (tmp_path / "molecules.tiny.md").read_text()
     # four rows final in each of the four tables
@@ -71,6 +72,25 @@ def test_a_row_still_training_is_marked_and_continued(tmp_path):
     second = _load().main(argv)
     assert second["models"]["CVAE"]["epochs"] == 2
     assert "still training" not in (tmp_path / "molecules.tiny.md").read_text()
+
+
+def test_the_logp_only_and_word_dropout_rows(tmp_path):
+    """A row conditioned on logP alone is measured on logP only; a word-dropout row trains
+    the same model with the other word dropout."""
+    argv = ["--tiny", "--variants", "CVAE p(z|c) (logP only),CVAE p(z|c) (word dropout 0)",
+            "--results-dir", str(tmp_path)]  # fmt: skip
+    out = _load().main(argv)
+    logp = out["models"]["CVAE p(z|c) (logP only)"]
+    assert "logp_success" in logp["control"] and "qed_spearman" not in logp["control"]
+    assert set(logp["single"]) == {"logp_spearman", "logp_mae", "logp_success"}
+    assert "qed_spearman" in out["models"]["CVAE p(z|c) (word dropout 0)"]["control"]
+    runs = tmp_path / "runs"
+    cfg = json.loads((runs / "cvae-cond-logp-n300-seed0" / "config.json").read_text())
+    assert cfg["model"]["condition_dim"] == 1 and cfg["data"]["condition"] == ["logp"]
+    cfg = json.loads((runs / "cvae-cond-wd0-n300-seed0" / "config.json").read_text())
+    assert cfg["model"]["word_dropout"] == 0.0 and cfg["model"]["prior"] == "conditional"
+    md = (tmp_path / "molecules.tiny.md").read_text()
+    assert "| CVAE p(z\\|c) (logP only) |" in md
 
 
 def test_an_unknown_row_is_refused_naming_the_choices():

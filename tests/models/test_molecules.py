@@ -46,6 +46,7 @@ from pyro_cvae.nn.sequence import (  # noqa: E402
     SoftTokenPredictor,
     TokenSequence,
 )
+from pyro_cvae.train import load_run_data  # noqa: E402
 
 TINY = dict(latent_dim=4, embed_dim=8, hidden_dim=16)
 
@@ -102,6 +103,26 @@ class TestData:
         path.write_text("smile\nCCO\n")
         with pytest.raises(ValueError, match="no column 'SMILES'"):
             read_molecules(path, data.meta["tokens"], data.image_shape[0], data.schema)
+
+    def test_a_subset_of_properties_is_the_condition_in_the_order_given(self, data, tmp_path):
+        full = data.schema.names
+        pick = pc.load_dataset("moses", train_size=300, condition="qed,logp")
+        assert pick.schema.names == ["qed", "logp"] and pick.meta["condition"] == ["qed", "logp"]
+        assert torch.equal(pick.train.x, data.train.x)  # the same molecules and tokens
+        cols = [full.index("qed"), full.index("logp")]
+        assert torch.equal(pick.train.y, data.train.y[:, cols])  # the same training ranges
+        assert torch.equal(pick.test.y, data.test.y[:, cols])
+        # a user's molecules are read with the columns of that schema
+        path = tmp_path / "mine.csv"
+        path.write_text("SMILES\nCCO\nc1ccccc1O\n")
+        _, y_all, _ = read_molecules(path, data.meta["tokens"], data.image_shape[0], data.schema)
+        _, y, _ = read_molecules(path, pick.meta["tokens"], pick.image_shape[0], pick.schema)
+        assert torch.allclose(y, y_all[:, cols])
+        for bad in ("logp,logp", "weight", ""):
+            with pytest.raises(ValueError, match="must be distinct names of"):
+                pc.load_dataset("moses", train_size=300, condition=bad if bad else [])
+        with pytest.raises(ValueError, match="image_size and source are for your own data"):
+            pc.load_dataset("moses", train_size=300, image_size=8)
 
 
 class TestLikelihood:
@@ -320,6 +341,32 @@ class TestCommands:
         assert main(["train", "--dataset", "digits", "--epochs", "1", "--embed-dim", "8",
                      "--out", str(tmp_path / "digits"), "--quiet"]) == 2  # fmt: skip
         assert "--dataset moses only" in capsys.readouterr().err
+
+    def test_condition_flag_picks_the_properties_and_the_run_keeps_them(
+        self, data, tmp_path, capsys
+    ):
+        run = tmp_path / "logp"
+        flags = ["train", "--dataset", "moses", "--train-size", "300", "--batch-size", "64",
+                 "--latent-dim", "4", "--hidden", "16", "--eval-samples", "0", "--quiet",
+                 "--out", str(run)]  # fmt: skip
+        assert main([*flags, "--epochs", "1", "--condition", "logp"]) == 0
+        model = pc.load(run)
+        assert model.config.condition_dim == 1
+        assert json.loads((run / "config.json").read_text())["data"]["condition"] == ["logp"]
+        assert load_run_data(run).schema.names == ["logp"]
+        # --resume without --dataset or --condition takes both from the run
+        assert main(["train", "--resume", "--out", str(run), "--epochs", "2", "--quiet",
+                     "--latent-dim", "4", "--hidden", "16", "--eval-samples", "0"]) == 0  # fmt: skip
+        assert pc.load(run).config.condition_dim == 1
+        out = tmp_path / "s.csv"
+        assert main(["sample", "--run", str(run), "--condition", "logp=2.5", "-n", "3",
+                     "--out", str(out)]) == 0  # fmt: skip
+        capsys.readouterr()
+        assert main(["sample", "--run", str(run), "--condition", "qed=0.5"]) == 2
+        assert "qed" in capsys.readouterr().err
+        assert main(["train", "--dataset", "digits", "--epochs", "1", "--condition", "logp",
+                     "--out", str(tmp_path / "d"), "--quiet"]) == 2  # fmt: skip
+        assert "for --dataset moses, --condition picks the properties" in capsys.readouterr().err
 
     def test_property_weight_flag(self, data, tmp_path, capsys):
         run = tmp_path / "run"
