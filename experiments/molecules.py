@@ -54,6 +54,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -275,7 +276,11 @@ def main(argv=None) -> dict:
     budget_keys = ("train_size", "epochs", "batch_size", "hidden", "latent_dim",
                    "warmup_epochs", "generate", "requests", "grid", "per_target", "seed",
                    "threads")  # fmt: skip
-    out: dict = {"command": "python experiments/molecules.py " + " ".join(given),
+    # rows trained by separate --variants calls share the budget: the command recorded is the
+    # one that writes every row of the file (the same flags, all variants)
+    every_row = [a for i, a in enumerate(given) if a != "--variants"
+                 and not (i and given[i - 1] == "--variants") and not a.startswith("--variants=")]  # fmt: skip
+    out: dict = {"command": "python experiments/molecules.py " + shlex.join(every_row),
                  "budget": {k: getattr(args, k) for k in budget_keys},
                  "grids": grids, "logp_grid": grids["logp"], "published": PUBLISHED,
                  "models": {}}  # fmt: skip

@@ -91,6 +91,8 @@ def test_the_logp_only_and_word_dropout_rows(tmp_path):
     assert cfg["model"]["word_dropout"] == 0.0 and cfg["model"]["prior"] == "conditional"
     md = (tmp_path / "molecules.tiny.md").read_text()
     assert "| CVAE p(z\\|c) (logP only) |" in md
+    # the command recorded writes every row of the file: the same flags, every variant
+    assert out["command"] == f"python experiments/molecules.py --tiny --results-dir {tmp_path}"
 
 
 def test_an_unknown_row_is_refused_naming_the_choices():
