@@ -221,12 +221,72 @@ def _evaluate(model, data, conditional: bool, args, grids: dict) -> dict:
         m = property_control(rows, [target])
         m[f"{target}_success"] = _success(rows, target)
         out["single"].update(m)
+    if {"logp", "qed"} <= set(names):  # (d) the 2-D request grid, logP x QED
+        out["grid2d"] = _grid_2d(model, schema, values, names, grids, args)
     requests_c = [{"logp": v} for v in grids["logp"]]
     rows_c = _generate(model, schema, requests_c, args)
     out["grid"] = property_control(rows_c, ["logp"])
     out["grid"]["logp_achieved_mean"] = _achieved(rows_c, grids["logp"], args.per_target)
     out["_rows_c"] = rows_c
     return out
+
+
+def _grid_2d(model, schema, values, names, grids: dict, args) -> dict:
+    """Control (d): every pair of ``--grid`` logP and QED targets (between their 10th and 90th
+    percentiles), the other properties at their medians among the 5% of training molecules
+    nearest the pair (logP and QED scaled by their spreads); ``--per-target`` molecules each.
+    Returns the targets and the mean achieved logP and QED of each pair's valid molecules
+    (``None`` where none is valid), target-major: ``achieved[i][j]`` for logP ``i``, QED ``j``."""
+    i, j = names.index("logp"), names.index("qed")
+    spread = np.nanstd(values[:, [i, j]], axis=0)
+    requests = []
+    for lv in grids["logp"]:
+        for qv in grids["qed"]:
+            d = np.abs((values[:, [i, j]] - [lv, qv]) / spread).sum(1)
+            near = np.argsort(d)[: max(1, len(values) // 20)]
+            med = np.nanmedian(values[near], axis=0)
+            requests.append(
+                {n: float(med[k]) for k, n in enumerate(names)} | {"logp": lv, "qed": qv}
+            )
+    rows = _generate(model, schema, requests, args)
+    achieved = []
+    for m in range(len(requests)):
+        mine = [r for r in rows[m * args.per_target : (m + 1) * args.per_target] if r["valid"]]
+        achieved.append([round(float(np.mean([r[k] for r in mine])), 3) if mine else None
+                         for k in ("logp", "qed")])  # fmt: skip
+    G = len(grids["qed"])
+    return {"logp": grids["logp"], "qed": grids["qed"],
+            "achieved": [achieved[a * G : (a + 1) * G] for a in range(len(grids["logp"]))]}  # fmt: skip
+
+
+def _grid_picture(out: dict, folder: Path, suffix: str) -> str | None:
+    """One panel per conditional row with control (d): each logP x QED request (x) joined to
+    the mean of what was achieved (o). Drawn from the saved numbers (also by --render-only)."""
+    rows = {n: m["grid2d"] for n, m in out["models"].items() if m.get("grid2d")}
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(rows), figsize=(4.2 * len(rows), 4), squeeze=False)
+    for ax, (name, g) in zip(axes[0], rows.items()):
+        for a, lv in enumerate(g["logp"]):
+            for b, qv in enumerate(g["qed"]):
+                got = g["achieved"][a][b]
+                ax.plot(lv, qv, "x", color=f"C{a}")
+                if got is not None:
+                    ax.plot([lv, got[0]], [qv, got[1]], "-", color=f"C{a}", lw=0.8, alpha=0.6)
+                    ax.plot(*got, "o", color=f"C{a}", ms=4)
+        ax.set(title=name, xlabel="logP", ylabel="QED")
+    fig.suptitle("requested (x) and mean achieved (o) logP and QED, the other properties at "
+                 "their conditional medians", fontsize=9)  # fmt: skip
+    fig.tight_layout()
+    path = folder / f"molecules_logp_qed{suffix}.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path.name
 
 
 def _generate(model, schema, requests: list[dict], args) -> list[dict]:
@@ -341,6 +401,7 @@ def main(argv=None) -> dict:
 
 def _write(out: dict, folder: Path, suffix: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
+    out["grid_picture"] = _grid_picture(out, folder, suffix)
     (folder / f"molecules{suffix}.json").write_text(json.dumps(out, indent=2, default=float))
     (folder / f"molecules{suffix}.md").write_text(_markdown(out))
 
@@ -456,11 +517,33 @@ def _markdown(out: dict) -> str:
               ""]  # fmt: skip
     cols_c = ["logp_spearman", "logp_mae", "logp_achieved_mean"]
     lines += _table(out, cols_c, lambda m: [m.get("grid", {}).get(c) for c in cols_c])
+    if any(m.get("grid2d") for m in out["models"].values()):
+        per = out["budget"]["per_target"]
+        lines += ["", "## Control (d): logP x QED requests", "",
+                  "Every pair of the logP and QED targets of (b), the other properties at their "
+                  f"medians among the 5% of training molecules nearest the pair; {per} molecules "
+                  "each. Spearman correlation between requested and mean achieved value over "
+                  "the pairs ('-': a row evaluated before (d) existed).", ""]  # fmt: skip
+        lines += _table(out, ["logp_rho_pairs", "qed_rho_pairs"],
+                        lambda m: _grid_spearman(m["grid2d"]) if m.get("grid2d") else [None, None])  # fmt: skip
+        if out.get("grid_picture"):
+            lines += ["", f"![logP x QED requests and what was achieved]({out['grid_picture']})"]
     lines += ["", "## What the numbers say", "", _verdict(out["models"])]
     lines += ["", "## Published baselines", "", PUBLISHED_NOTE]
     if out.get("picture"):
         lines += ["", f"![valid molecules per logP target]({out['picture']})"]
     return "\n".join(lines) + "\n"
+
+
+def _grid_spearman(g: dict) -> list[float | None]:
+    """Spearman correlation of requested and mean achieved logP and QED over the grid's pairs."""
+    from scipy.stats import spearmanr
+
+    pairs = [(lv, qv, got) for a, lv in enumerate(g["logp"]) for b, qv in enumerate(g["qed"])
+             if (got := g["achieved"][a][b]) is not None]  # fmt: skip
+    if len(pairs) < 3:
+        return [None, None]
+    return [float(spearmanr([p[k] for p in pairs], [p[2][k] for p in pairs])[0]) for k in (0, 1)]
 
 
 def _verdict(models: dict) -> str:

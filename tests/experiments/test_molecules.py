@@ -51,8 +51,12 @@ def test_tiny_run_writes_results(tmp_path):
     again = _load().main(["--tiny", *FOUR, "--results-dir", str(tmp_path)])
     assert again["models"] == json.loads(json.dumps(out["models"], default=float))
     md = (tmp_path / "molecules.tiny.md").read_text()
-    # four rows final in each of the four tables
-    assert md.count("| final |") == 4 * len(ROWS) and "Spearman correlation between requested" in md
+    # four rows final in each of the five tables ((d): the logP x QED grid)
+    assert md.count("| final |") == 5 * len(ROWS) and "Spearman correlation between requested" in md
+    for m in out["models"].values():
+        g = m["grid2d"]  # 3 logP x 3 QED targets at the tiny budget
+        assert len(g["achieved"]) == len(g["logp"]) == 3 and len(g["achieved"][0]) == 3
+    assert (tmp_path / out["grid_picture"]).stat().st_size > 0 and out["grid_picture"] in md
     (tmp_path / "molecules.tiny.md").unlink()
     _load().main(["--tiny", "--render-only", "--results-dir", str(tmp_path)])
     assert (tmp_path / "molecules.tiny.md").read_text() == md
@@ -84,6 +88,7 @@ def test_the_logp_only_and_word_dropout_rows(tmp_path):
     assert "logp_success" in logp["control"] and "qed_spearman" not in logp["control"]
     assert set(logp["single"]) == {"logp_spearman", "logp_mae", "logp_success"}
     assert "qed_spearman" in out["models"]["CVAE p(z|c) (word dropout 0)"]["control"]
+    assert "grid2d" not in logp and out["models"]["CVAE p(z|c) (word dropout 0)"]["grid2d"]
     runs = tmp_path / "runs"
     cfg = json.loads((runs / "cvae-cond-logp-n300-seed0" / "config.json").read_text())
     assert cfg["model"]["condition_dim"] == 1 and cfg["data"]["condition"] == ["logp"]
