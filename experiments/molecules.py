@@ -16,7 +16,12 @@ Rows (``--variants``), every one the same GRU networks and budget on a seeded MO
   carry (the properties a draw from p(z | c) does not pin down) from c;
 * ``CVAE p(z|c) (logP only)``: the same molecules conditioned on logP alone
   (``load_dataset("moses", condition="logp")``): a request that fixes no other property, so
-  nothing the data rarely holds is asked; its control is measured on logP only.
+  nothing the data rarely holds is asked; its control is measured on logP only;
+* ``CVAE p(z|c) (cond. dropout 0.2)``, ``(...; guidance 1)``, ``(...; guidance 3)``: one model
+  whose decoder is trained without c for 20% of the molecules (``condition_dropout``), so it
+  knows p(x | z) beside p(x | z, c), sampled with classifier-free guidance w = 0, 1, 3
+  (``MoleculeCVAE.sample(guidance=w)``: every token from (1 + w) log p(. | z, c) - w log
+  p(. | z)), which leans on what the condition changes.
 
 Measured per row:
 
@@ -89,6 +94,13 @@ VARIANTS = {
     "CVAE p(z|c) (word dropout 0.5)": ("cvae-cond-wd50",
                                       {"prior": "conditional", "word_dropout": 0.5}),
     "CVAE p(z|c) (logP only)": ("cvae-cond-logp", {"prior": "conditional", "condition": "logp"}),
+    # one trained model, sampled three ways (the rows share the run folder)
+    "CVAE p(z|c) (cond. dropout 0.2)": ("cvae-cond-cd20",
+                                        {"prior": "conditional", "condition_dropout": 0.2}),
+    "CVAE p(z|c) (cond. dropout 0.2; guidance 1)": (
+        "cvae-cond-cd20", {"prior": "conditional", "condition_dropout": 0.2, "guidance": 1.0}),
+    "CVAE p(z|c) (cond. dropout 0.2; guidance 3)": (
+        "cvae-cond-cd20", {"prior": "conditional", "condition_dropout": 0.2, "guidance": 3.0}),
 }  # fmt: skip
 
 CONTROLLED = tuple(PROPERTY_TOLERANCES)  # logP, QED, MW, TPSA
@@ -363,7 +375,8 @@ def main(argv=None) -> dict:
         prefix, fields = _variant(variant, args.property_weight)
         name = _row_name(variant, fields)
         run = runs / f"{prefix}-n{args.train_size}-seed{args.seed}"
-        done_file = run / "result.json"
+        guidance = fields.pop("guidance", 0.0)  # how the row samples, not how it trains
+        done_file = run / (f"result-guidance{guidance:g}.json" if guidance else "result.json")
         done = _epochs_done(run)
         if done_file.exists():
             saved = json.loads(done_file.read_text())
@@ -380,7 +393,8 @@ def main(argv=None) -> dict:
                                                              condition=chosen)  # fmt: skip
         model, seconds = _train(row_data, fields, args, run, target)
         conditional = not fields.get("unconditional")
-        metrics = _evaluate(model, row_data, conditional, args, grids)
+        with model.guided(guidance):
+            metrics = _evaluate(model, row_data, conditional, args, grids)
         rows_c = metrics.pop("_rows_c")
         metrics.update(train_seconds=seconds, epochs=_epochs_done(run), of_epochs=args.epochs)
         picture = None

@@ -25,7 +25,7 @@ __all__ = ["train_molecules", "sample_molecules", "score_molecules"]
 
 def train_molecules(args, data: Dataset, train_cfg: TrainConfig, family: str) -> int:
     """``pyro-cvae train --dataset moses``: the sequence CVAE (``--hidden``: the GRU width,
-    ``--embed-dim``, ``--word-dropout``, ``--encoder``, ``--property-weight``; ``--prior`` (``conditional``: a learned
+    ``--embed-dim``, ``--word-dropout``, ``--encoder``, ``--property-weight``, ``--condition-dropout``; ``--prior`` (``conditional``: a learned
     p(z | c)), ``--prior-option`` and ``--latent-dims`` as for images; unset flags keep
     :class:`MoleculeConfig`'s defaults)."""
     hidden = args.hidden[0] if args.hidden else None
@@ -36,6 +36,7 @@ def train_molecules(args, data: Dataset, train_cfg: TrainConfig, family: str) ->
                                   embed_dim=args.embed_dim,
                                   word_dropout=args.word_dropout,
                                   property_weight=args.property_weight,
+                                  condition_dropout=args.condition_dropout,
                                   encoder=args.encoder, prior=args.prior,
                                   prior_options=dict(args.prior_option or {}) or None,
                                   latent_dims=args.latent_dims)  # fmt: skip
@@ -66,7 +67,9 @@ def sample_molecules(args, model) -> int:
         raise ValueError("this molecule model is unconditional; drop --condition")
     else:
         schema, conditions = None, None
-    rows = generate_molecules(model, schema, conditions, args.num, temperature=args.temperature)
+    with model.guided(args.guidance or 0.0):
+        rows = generate_molecules(model, schema, conditions, args.num,
+                                  temperature=args.temperature)  # fmt: skip
     out = output_path(args.run, "molecules.csv", args.out).with_suffix(".csv")
     with open(out, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))

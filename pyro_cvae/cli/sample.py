@@ -46,6 +46,11 @@ def add_parser(sub) -> None:
     s.add_argument("-n", "--num", type=positive_int, default=10, help="images per label (10)")
     s.add_argument("--temperature", type=float, default=1.0, help="scale of the prior draw (1)")
     s.add_argument(
+        "--guidance", type=float, default=None, metavar="W",
+        help="molecule runs trained with --condition-dropout: classifier-free guidance, each "
+        "token from (1 + W) log p(. | z, c) - W log p(. | z) (default 0: the model itself)",
+    )  # fmt: skip
+    s.add_argument(
         "--condition",
         action="append",
         default=None,
@@ -77,6 +82,11 @@ def run(args) -> int:
     output = kind_of(model).output(model)  # how this kind of model presents its samples
     if output == "smiles":  # SMILES with properties (CSV) and a drawn grid
         return sample_molecules(args, model)
+    if args.guidance is not None:
+        raise ValueError(
+            f"--guidance sharpens the condition of a molecule run; {args.run} holds a "
+            f"{type(model).__name__}: drop --guidance"
+        )
     if output not in ("images", "rows"):
         raise ValueError(
             f"{args.run} holds a {type(model).__name__}, whose output ({output}) sample does not "

@@ -220,6 +220,12 @@ def add_parser(sub) -> None:
         "scores the decoder's soft output from z ~ p(z | c) against the request "
         f"(default {MoleculeConfig.property_weight}: none; e.g. 10 with --prior conditional)",
     )  # fmt: skip
+    t.add_argument(
+        "--condition-dropout", type=float, default=None, metavar="P",
+        help="molecule runs (--dataset moses): probability that a training molecule is decoded "
+        "without its condition, so that `sample --guidance W` can sharpen the request "
+        f"(default {MoleculeConfig.condition_dropout}: none; e.g. 0.2)",
+    )  # fmt: skip
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     t.add_argument("--overwrite", action="store_true", help="replace a previous run in --out")
     t.add_argument(
@@ -401,12 +407,13 @@ def run(args) -> int:
                 "trains on its properties: drop --semi-supervised"
             )
         return train_molecules(args, data, train_cfg, family)
-    molecule_flags = (args.word_dropout, args.embed_dim, args.encoder, args.property_weight)
+    molecule_flags = (args.word_dropout, args.embed_dim, args.encoder, args.property_weight,
+                      args.condition_dropout)  # fmt: skip
     if any(flag is not None for flag in molecule_flags):
         raise ValueError(
-            "--word-dropout, --embed-dim, --encoder and --property-weight describe the molecule "
-            "model; they apply to --dataset moses only (for dropout in these networks use "
-            "--dropout)"
+            "--word-dropout, --embed-dim, --encoder, --property-weight and --condition-dropout "
+            "describe the molecule model; they apply to --dataset moses only (for dropout in "
+            "these networks use --dropout)"
         )
     model_cfg = ModelConfig.for_data(
         data, unconditional=args.unconditional, latent_dim=args.latent_dim,

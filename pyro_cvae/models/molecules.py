@@ -73,6 +73,7 @@ References:
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import pyro
@@ -132,6 +133,9 @@ class MoleculeConfig(ModelConfig):
     encoder: str = "gru"  # a name in MOLECULE_ENCODERS: "gru" or "conv" (1-D convolutions)
     # weight of the property loss that makes the decoder read c (0: none; see MoleculeCVAE)
     property_weight: float = 0.0
+    # probability that a training molecule is decoded without c, so that sample(guidance=w)
+    # can contrast p(x | z, c) with p(x | z) (0: none; see MoleculeCVAE)
+    condition_dropout: float = 0.0
 
     __hash__ = ModelConfig.__hash__
 
@@ -151,6 +155,17 @@ class MoleculeConfig(ModelConfig):
         if not (isinstance(self.word_dropout, (int, float)) and 0 <= self.word_dropout < 1):
             raise ValueError(
                 f"word_dropout must be in [0, 1), got {self.word_dropout!r}; e.g. 0.25"
+            )
+        if not (
+            isinstance(self.condition_dropout, (int, float)) and 0 <= self.condition_dropout < 1
+        ):
+            raise ValueError(
+                f"condition_dropout must be in [0, 1), got {self.condition_dropout!r}; e.g. 0.2"
+            )
+        if self.condition_dropout and not self.condition_dim:
+            raise ValueError(
+                f"condition_dropout={self.condition_dropout} drops the condition of a conditional "
+                "model, and this one has none (condition_dim=0); set condition_dropout=0"
             )
         if not (isinstance(self.property_weight, (int, float)) and self.property_weight >= 0):
             raise ValueError(
@@ -200,7 +215,8 @@ class MoleculeConfig(ModelConfig):
     def net_options(self) -> dict:
         """The sequence networks' keyword options (:data:`~pyro_cvae.nn.sequence.SEQUENCE_NETS`)."""
         return {"vocab_size": self.vocab_size, "embed_dim": self.embed_dim,
-                "specials": (PAD, START, END, UNK), "word_dropout": float(self.word_dropout)}  # fmt: skip
+                "specials": (PAD, START, END, UNK), "word_dropout": float(self.word_dropout),
+                "condition_dropout": float(self.condition_dropout)}  # fmt: skip
 
     @property
     def layer_options(self) -> dict:
@@ -291,7 +307,8 @@ class MoleculeCVAE(CVAE):
         mask = torch.arange(L, device=x.device) < sequence_lengths(x, END).unsqueeze(-1)
         real = self.property_net(F.one_hot(x, V).to(c.dtype), mask.to(c.dtype))  # (B, C)
         z = self.z_dist(c, (x.shape[0],)).rsample()  # (B, D), independent of x
-        probs, alive = self.decoder.soft_generate(broadcast_cat(z, c))  # (B, L', V), (B, L')
+        zc = broadcast_cat(z, self.decoder.condition_input(c))
+        probs, alive = self.decoder.soft_generate(zc)  # (B, L', V), (B, L')
         frozen = {k: v.detach() for k, v in self.property_net.named_parameters()}
         fake = functional_call(self.property_net, frozen, (probs, alive))  # (B, C)
         return ((real - c) ** 2).sum(-1) + ((fake - c) ** 2).sum(-1)
@@ -328,12 +345,38 @@ class MoleculeCVAE(CVAE):
 
     @torch.no_grad()
     def sample(self, y=None, num_samples: int = 1, *, temperature: float = 1.0,
-               greedy: bool = False) -> torch.Tensor:  # fmt: skip
+               greedy: bool = False, guidance: float | None = None) -> torch.Tensor:  # fmt: skip
         """Token ids for conditions: one condition (d,) (or ``None`` for a VAE) gives
         (num_samples, max_len); M conditions (M, d) give (M, num_samples, max_len). z is drawn
         from the prior p(z | c) (``temperature`` scales it), tokens one by one from the decoder
-        (the most likely ones with ``greedy``)."""
-        return super().sample(y, num_samples, mean=greedy, temperature=temperature)
+        (the most likely ones with ``greedy``).
+
+        ``guidance`` w >= 0 (a model trained with ``condition_dropout``): each token from
+        softmax((1 + w) log p(x_t | x_<t, z, c) - w log p(x_t | x_<t, z)), which leans on what
+        c changes (classifier-free guidance); 0 is the model's own p(x | z, c); ``None`` (the
+        default) keeps that of an enclosing :meth:`guided` block (else 0)."""
+        if guidance is None:
+            return super().sample(y, num_samples, mean=greedy, temperature=temperature)
+        with self.guided(guidance):
+            return super().sample(y, num_samples, mean=greedy, temperature=temperature)
+
+    @contextlib.contextmanager
+    def guided(self, guidance: float):
+        """Within the block, the decoder draws with classifier-free guidance w = ``guidance``
+        (every :meth:`sample` and :meth:`decode`); see :meth:`sample`."""
+        if not (isinstance(guidance, (int, float)) and guidance >= 0):
+            raise ValueError(f"guidance must be a number >= 0, got {guidance!r}; e.g. 2")
+        if guidance and not self.config.condition_dropout:
+            raise ValueError(
+                f"guidance={guidance} needs a model trained with condition_dropout > 0 (it "
+                "contrasts p(x | z, c) with p(x | z), which this model never learned); train "
+                "with MoleculeConfig(condition_dropout=0.2) (--condition-dropout 0.2), or drop it"
+            )
+        before, self.decoder.guidance = self.decoder.guidance, float(guidance)
+        try:
+            yield self
+        finally:
+            self.decoder.guidance = before
 
     def smiles(self, ids: torch.Tensor) -> list[str]:
         """SMILES of token ids (..., L), flattened over the leading dimensions."""

@@ -250,23 +250,53 @@ class SequenceDecoder(nn.Module):
         start, end, unk, pad: ids of the start, end, unknown and padding tokens.
         banned: ids never generated (padding, start, unknown).
         word_dropout: probability of replacing an input token by ``unk`` in training.
+        condition_dropout: probability that a training sequence is decoded without its
+            condition (c zeroed, and a flag that says so). With it the decoder learns both
+            p(x | z, c) and p(x | z), and :meth:`generate` can sharpen the condition by guidance
+            (Ho and Salimans [5]): each token drawn from
+            softmax((1 + w) log p(x_t | ., z, c) - w log p(x_t | ., z)), w = :attr:`guidance`.
+            The networks then read [z, c, flag] (D + C + 1); 0 (the default) keeps [z, c].
+
+    [5] Ho and Salimans, Classifier-Free Diffusion Guidance, 2022 (for autoregressive sequence
+        models the same tilt of every step's distribution).
     """
 
     def __init__(self, vocab_size, embed_dim, hidden_dim, latent_dim, cond_width, *,
                  max_len: int, start: int, end: int, unk: int, pad: int = 0, banned=(),
-                 word_dropout: float = 0.0):  # fmt: skip
+                 word_dropout: float = 0.0, condition_dropout: float = 0.0):  # fmt: skip
         super().__init__()
         self.hidden_dim, self.vocab_size, self.max_len = hidden_dim, vocab_size, max_len
         self.start, self.end, self.unk, self.pad = start, end, unk, pad
         self.banned, self.word_dropout = tuple(banned), float(word_dropout)
+        self.latent_dim = latent_dim
+        self.condition_dropout = float(condition_dropout) if cond_width else 0.0
+        self.guidance = 0.0  # w of generate(); MoleculeCVAE.sample(guidance=) sets it
+        width = latent_dim + cond_width + (1 if self.condition_dropout else 0)  # [z, c(, flag)]
         self.embed = nn.Embedding(vocab_size, embed_dim)
-        self.init = nn.Linear(latent_dim + cond_width, hidden_dim)
-        self.rnn = nn.GRU(embed_dim + latent_dim + cond_width, hidden_dim, batch_first=True)
+        self.init = nn.Linear(width, hidden_dim)
+        self.rnn = nn.GRU(embed_dim + width, hidden_dim, batch_first=True)
         self.out = nn.Linear(hidden_dim, vocab_size)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor | None) -> Decoding:
         """z (..., B, D), c (B, C) or None -> the parameters of p(x | z, c)."""
-        return Decoding(self, broadcast_cat(z, c))  # zc (..., B, D + C)
+        return Decoding(self, broadcast_cat(z, self.condition_input(c)))  # zc (..., B, D + C')
+
+    def condition_input(self, c: torch.Tensor | None) -> torch.Tensor | None:
+        """The condition as the networks read it: c (B, C) itself, or with condition dropout
+        [c * keep, keep] (B, C + 1), keep 0 with probability ``condition_dropout`` per sequence
+        in training mode and 1 otherwise."""
+        if c is None or not self.condition_dropout:
+            return c
+        keep = torch.ones(c.shape[:-1] + (1,), dtype=c.dtype, device=c.device)
+        if self.training:
+            keep = (torch.rand_like(keep) >= self.condition_dropout).to(c.dtype)
+        return torch.cat([c * keep, keep], -1)
+
+    def _without_condition(self, zc: torch.Tensor) -> torch.Tensor:
+        """[z, c, 1] -> [z, 0, 0]: the input of p(x | z) that guidance contrasts with."""
+        return torch.cat(
+            [zc[..., : self.latent_dim], torch.zeros_like(zc[..., self.latent_dim :])], -1
+        )
 
     def initial_state(self, zc: torch.Tensor) -> torch.Tensor:
         """[z, c] (N, D + C) -> the GRU's first state (1, N, H)."""
@@ -295,17 +325,31 @@ class SequenceDecoder(nn.Module):
 
     @torch.no_grad()
     def generate(self, zc: torch.Tensor, greedy: bool = False) -> torch.Tensor:
-        """Token ids (..., max_len) from [z, c] (..., D + C): each token drawn from
-        p(x_t | x_<t, z, c) (the most likely one with ``greedy``), padding after the end."""
+        """Token ids (..., max_len) from [z, c] (..., D + C'): each token drawn from
+        p(x_t | x_<t, z, c) (the most likely one with ``greedy``), padding after the end; with
+        :attr:`guidance` w > 0 from the guided (1 + w) log p(x_t | ., z, c) - w log p(x_t | ., z)."""
+        w = float(self.guidance)
+        if w and not self.condition_dropout:
+            raise ValueError(
+                f"guidance={w} contrasts p(x | z, c) with p(x | z), which only a decoder trained "
+                "with condition_dropout > 0 has learned; train with condition_dropout (e.g. 0.2) "
+                "or set guidance=0"
+            )
         lead = zc.shape[:-1]
-        zc = zc.reshape(-1, zc.shape[-1])  # (N, D + C)
+        zc = zc.reshape(-1, zc.shape[-1])  # (N, D + C')
         N, device = zc.shape[0], zc.device
         h = self.initial_state(zc)
+        if w:
+            z0 = self._without_condition(zc)
+            h0 = self.initial_state(z0)
         token = torch.full((N,), self.start, dtype=torch.long, device=device)
         out = torch.full((N, self.max_len), self.pad, dtype=torch.long, device=device)
         done = torch.zeros(N, dtype=torch.bool, device=device)
         for t in range(self.max_len):
             logits, h = self.step(token, zc, h)  # (N, V)
+            if w:
+                plain, h0 = self.step(token, z0, h0)
+                logits = (1 + w) * logits.log_softmax(-1) - w * plain.log_softmax(-1)
             if self.banned:
                 logits[:, list(self.banned)] = -torch.inf  # never generated
             if greedy:
@@ -404,28 +448,33 @@ def _sequence_options(hidden_dims, vocab_size, specials):
 
 
 def _gru_encoder(data_shape, cond_width, hidden_dims, latent_dim, activation="relu", *,
-                 vocab_size=0, embed_dim=64, specials=(0, 1, 2, 3), word_dropout=0.0):  # fmt: skip
+                 vocab_size=0, embed_dim=64, specials=(0, 1, 2, 3), word_dropout=0.0,
+                 condition_dropout=0.0):  # fmt: skip
     """The nets registry's ``"gru"`` encoder: :class:`SequenceEncoder` (``specials``: the ids of
-    padding, start, end and unknown; ``word_dropout`` is the decoder's)."""
+    padding, start, end and unknown; ``word_dropout`` and ``condition_dropout`` are the
+    decoder's)."""
     hidden, (pad, _, end, _) = _sequence_options(hidden_dims, vocab_size, specials)
     return SequenceEncoder(vocab_size, embed_dim, hidden, latent_dim, cond_width, pad, end)
 
 
 def _conv_encoder(data_shape, cond_width, hidden_dims, latent_dim, activation="relu", *,
-                  vocab_size=0, embed_dim=64, specials=(0, 1, 2, 3), word_dropout=0.0):  # fmt: skip
+                  vocab_size=0, embed_dim=64, specials=(0, 1, 2, 3), word_dropout=0.0,
+                  condition_dropout=0.0):  # fmt: skip
     """The nets registry's ``"conv1d"`` encoder: :class:`ConvSequenceEncoder`."""
     hidden, (pad, _, end, _) = _sequence_options(hidden_dims, vocab_size, specials)
     return ConvSequenceEncoder(vocab_size, embed_dim, hidden, latent_dim, cond_width, pad, end)
 
 
 def _gru_decoder(data_shape, cond_width, hidden_dims, latent_dim, activation="relu", *,
-                 vocab_size=0, embed_dim=64, specials=(0, 1, 2, 3), word_dropout=0.0):  # fmt: skip
+                 vocab_size=0, embed_dim=64, specials=(0, 1, 2, 3), word_dropout=0.0,
+                 condition_dropout=0.0):  # fmt: skip
     """The nets registry's sequence decoder: :class:`SequenceDecoder` for sequences of
     ``data_shape = (max_len,)`` positions."""
     hidden, (pad, start, end, unk) = _sequence_options(hidden_dims, vocab_size, specials)
     return SequenceDecoder(vocab_size, embed_dim, hidden, latent_dim, cond_width,
                            max_len=data_shape[0], start=start, end=end, unk=unk, pad=pad,
-                           banned=(pad, start, unk), word_dropout=word_dropout)  # fmt: skip
+                           banned=(pad, start, unk), word_dropout=word_dropout,
+                           condition_dropout=condition_dropout)  # fmt: skip
 
 
 #: the sequence network families of the nets registry (:data:`pyro_cvae.nn.nets.NETS`): a GRU or

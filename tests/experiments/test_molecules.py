@@ -100,6 +100,20 @@ def test_the_logp_only_and_word_dropout_rows(tmp_path):
     assert out["command"] == f"python experiments/molecules.py --tiny --results-dir {tmp_path}"
 
 
+def test_guidance_rows_share_one_trained_model(tmp_path):
+    argv = ["--tiny", "--variants",
+            "CVAE p(z|c) (cond. dropout 0.2),CVAE p(z|c) (cond. dropout 0.2; guidance 3)",
+            "--results-dir", str(tmp_path)]  # fmt: skip
+    out = _load().main(argv)
+    plain = out["models"]["CVAE p(z|c) (cond. dropout 0.2)"]
+    guided = out["models"]["CVAE p(z|c) (cond. dropout 0.2; guidance 3)"]
+    assert plain["control"] != guided["control"]  # the same model, sampled two ways
+    run = tmp_path / "runs" / "cvae-cond-cd20-n300-seed0"
+    assert sorted(p.name for p in tmp_path.joinpath("runs").iterdir()) == [run.name]
+    assert (run / "result.json").exists() and (run / "result-guidance3.json").exists()
+    assert json.loads((run / "config.json").read_text())["model"]["condition_dropout"] == 0.2
+
+
 def test_an_unknown_row_is_refused_naming_the_choices():
     with pytest.raises(SystemExit, match=r"unknown rows \['GAN'\]; choose from"):
         _load().main(["--tiny", "--variants", "GAN"])
