@@ -45,6 +45,7 @@ class ModuleSVI(SVI):
         # global parameter store); the attributes it would set are set here instead.
         self.model, self.guide, self.optim, self.loss = model, guide, optim, loss
         self.params = [p for p in params if p.requires_grad]
+        self._ones: dict[torch.device, torch.Tensor] = {}  # the unit scale of the finite check
         # a module whose forward returns the loss (an ObjectiveModule, or DistributedDataParallel
         # around one, which averages the gradients over processes in backward)
         self.loss_fn = loss_fn
@@ -58,11 +59,13 @@ class ModuleSVI(SVI):
             else:
                 loss = self.loss.differentiable_loss(self.model, self.guide, *args, **kwargs)
         loss.backward()  # a non-finite loss gives non-finite gradients: cleared below, unused
-        # One device-to-host transfer per step: the loss and the gradients' finiteness together.
         # Under DDP the gradients are averaged over processes, so a non-finite loss anywhere
         # makes every process see non-finite gradients, and all of them stop or skip together.
-        flags = torch.stack([loss.detach().double(), self._nonfinite_grads(loss.device).double()])
-        value, bad_grads = flags.tolist()
+        bad = self._nonfinite_grads(loss.device)
+        if loss.device.type == "cpu":  # no transfer to wait for: two reads, no stacking
+            value, bad_grads = loss.item(), bad.item()
+        else:  # one device-to-host transfer: the loss and the gradients' finiteness together
+            value, bad_grads = torch.stack([loss.detach().double(), bad.double()]).tolist()
         if not math.isfinite(value):
             self.optim.zero_grad(set_to_none=True)
             raise NonFiniteLossError(f"the loss is {value}")
@@ -78,17 +81,26 @@ class ModuleSVI(SVI):
         """1.0 if any gradient is NaN or infinite, else 0.0, as a tensor on ``device`` (no
         synchronisation): one fused pass per device and dtype (the check GradScaler uses, with a
         scale of exactly 1), half the cost of a norm per tensor."""
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if not grads:
+            return torch.zeros((), device=device)
+        where, dtype = grads[0].device, grads[0].dtype
+        if all(g.device == where and g.dtype == dtype for g in grads):  # the usual case
+            return self._found_nonfinite(grads, where).to(device)
         groups: dict[tuple, list[torch.Tensor]] = {}
-        for p in self.params:
-            if p.grad is not None:
-                groups.setdefault((p.grad.device, p.grad.dtype), []).append(p.grad)
+        for g in grads:
+            groups.setdefault((g.device, g.dtype), []).append(g)
         found = torch.zeros((), device=device)
-        for (where, _), grads in groups.items():
-            flag = torch.zeros((), device=where)
-            torch._amp_foreach_non_finite_check_and_unscale_(
-                grads, flag, torch.ones((), device=where)
-            )
-            found = torch.maximum(found, flag.to(device))
+        for (where, _), group in groups.items():
+            found = torch.maximum(found, self._found_nonfinite(group, where).to(device))
+        return found
+
+    def _found_nonfinite(self, grads: list[torch.Tensor], where: torch.device) -> torch.Tensor:
+        one = self._ones.get(where)
+        if one is None:  # made once per device, not once per step
+            one = self._ones[where] = torch.ones((), device=where)
+        found = torch.zeros((), device=where)
+        torch._amp_foreach_non_finite_check_and_unscale_(grads, found, one)
         return found
 
     @torch.no_grad()

@@ -17,6 +17,10 @@ def broadcast_cat(*tensors: torch.Tensor | None) -> torch.Tensor:
 
     ``None`` entries (no condition) are skipped. Shapes (K, B, D) and (B, c) give (K, B, D + c).
     """
+    if len(tensors) == 2 and type(tensors[1]) is torch.Tensor and type(tensors[0]) is torch.Tensor:
+        a, b = tensors  # the training case, (x or z, c) of one batch: checked in two comparisons
+        if a.shape[:-1] == b.shape[:-1]:
+            return torch.cat(tensors, dim=-1)
     parts = [t for t in tensors if t is not None]
     if not all(isinstance(t, torch.Tensor) for t in parts):
         bad = next(t for t in parts if not isinstance(t, torch.Tensor))

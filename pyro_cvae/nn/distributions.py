@@ -61,6 +61,12 @@ class Independent(dist.Independent):
         new = self._get_checked_instance(Independent, _instance)
         return super().expand(batch_shape, _instance=new)
 
+    def log_prob(self, value):
+        # torch sums the event dims as reshape(..., -1).sum(-1): a view more in the graph
+        lp = self.base_dist.log_prob(value)
+        n = self.reinterpreted_batch_ndims
+        return lp.sum(-1) if n == 1 else lp.sum(tuple(range(-n, 0)))
+
 
 class _CheapShapes:
     """``expand`` to the own batch shape returns the distribution itself, and ``to_event``
@@ -109,6 +115,8 @@ class StandardNormal(_CheapShapes, dist.TorchDistribution):
         if self._validate_args:
             self._validate_sample(value)
         out = -0.5 * value.pow(2) - _HALF_LOG_2PI
+        if out.shape == self.batch_shape + self.event_shape:  # the training case
+            return out
         return out.expand(broadcast_shape(out.shape, self.batch_shape))  # not torch's: slow
 
     def entropy(self):
@@ -118,6 +126,16 @@ class StandardNormal(_CheapShapes, dist.TorchDistribution):
 
 class ReparamNormal(_CheapShapes, dist.Normal):
     """``Normal`` whose ``log_prob`` of its own last reparameterized sample reuses the noise."""
+
+    def __init__(self, loc, scale, validate_args=None):
+        if not (isinstance(loc, torch.Tensor) and isinstance(scale, torch.Tensor)
+                and loc.shape == scale.shape):  # fmt: skip
+            super().__init__(loc, scale, validate_args=validate_args)
+            return
+        # an encoder's loc and scale: nothing to broadcast (torch's broadcast_all is the
+        # larger part of building a Normal)
+        self.loc, self.scale = loc, scale
+        torch.distributions.Distribution.__init__(self, loc.shape, validate_args=validate_args)
 
     def rsample(self, sample_shape=_EMPTY):
         shape = self._extended_shape(sample_shape)
@@ -131,7 +149,8 @@ class ReparamNormal(_CheapShapes, dist.Normal):
         if last is not None and value is last[0]:
             if self._validate_args:
                 self._validate_sample(value)
-            return -0.5 * last[1].pow(2) - self.scale.log() - _HALF_LOG_2PI
+            # the noise's terms first: they need no gradient, so one node fewer in the graph
+            return (-0.5 * last[1].pow(2) - _HALF_LOG_2PI) - self.scale.log()
         return super().log_prob(value)
 
     def expand(self, batch_shape, _instance=None):
