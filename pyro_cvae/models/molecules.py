@@ -62,6 +62,30 @@ ELBO; at w=50 it too degrades the molecules (MW off by 120 Da). So ``property_we
 by default: an option for longer runs (``make experiments-long`` measures its row at w=10), not
 a remedy shown to work here.
 
+**What does work: classifier-free guidance** (``MoleculeConfig(condition_dropout=p)``,
+``sample(guidance=w)``; Ho and Salimans [5]). With condition dropout the decoder is trained
+without c (c zeroed, a flag set) for a share p of the molecules, so one network learns both
+p(x | z, c) and p(x | z); at generation each token is drawn from
+softmax((1 + w) log p(x_t | ., z, c) - w log p(x_t | ., z)), which amplifies whatever the
+condition changes in the decoder's next-token distribution, however little that is at a small
+budget. Measured (``experiments/molecules.py --train-size 20000 --epochs 3 --warmup-epochs 1``,
+p(z | c), word dropout 0.25, one model trained with p = 0.2, sampled at each w; control (a):
+Spearman between requested and achieved over 1,000 held-out requests, about +-0.03 standard
+error; FCD/Test of 1,000 molecules, 1.37 for 1,000 real training molecules)::
+
+    row                          logP    QED     MW      TPSA    FCD/Test  valid
+    p(z | c), no dropout         0.126   0.027   0.461   0.162   20.9      1.000
+    p = 0.2, w = 0               0.090   0.051   0.374   0.142   20.8      1.000
+    p = 0.2, w = 1               0.149   0.048   0.568   0.268   21.0      1.000
+    p = 0.2, w = 3               0.306   0.067   0.715   0.362   21.5      1.000
+    p = 0.2, w = 6               0.432   0.118   0.803   0.420   22.5      1.000
+    p = 0.2, w = 10              0.480   0.114   0.776   0.440   23.9      1.000
+
+Guidance raises every property's rank correlation at a small cost in FCD (the molecules move
+towards the request and away from the average one); QED, a bounded product of many terms,
+follows least. Condition dropout is 0 by default (checkpoints keep their shapes); train with
+``condition_dropout=0.2`` and sample with ``guidance`` 3-10 for control.
+
 References:
     [1] Bowman et al., Generating Sentences from a Continuous Space, CoNLL 2016.
     [2] Lim et al., Molecular generative model based on conditional variational autoencoder for
@@ -69,6 +93,7 @@ References:
     [3] Hu et al., Toward Controlled Generation of Text, ICML 2017.
     [4] Gomez-Bombarelli et al., Automatic Chemical Design Using a Data-Driven Continuous
         Representation of Molecules, ACS Central Science 2018.
+    [5] Ho and Salimans, Classifier-Free Diffusion Guidance, NeurIPS 2021 workshop (2022).
 """
 
 from __future__ import annotations
