@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import platform
 import time
 from pathlib import Path
@@ -253,9 +254,9 @@ def main(argv=None) -> None:
         print(msg, flush=True)
         lines.append(msg)
 
-    started = time.perf_counter()
+    started, load_before = time.perf_counter(), os.getloadavg()
     results = [measure(d, args, log) for d in devices]
-    minutes = (time.perf_counter() - started) / 60
+    minutes, load_after = (time.perf_counter() - started) / 60, os.getloadavg()
     rep = results[0]["repeats"]
     sz = plan(args)
     data = "MNIST" if sz["dataset"] == "mnist" else sz["dataset"]
@@ -270,6 +271,12 @@ def main(argv=None) -> None:
         f"Adam) alternate epochs in one process; medians of {rep} timed epochs after one "
         "warm-up (pyro_cvae's epochs by `fit`'s own per-epoch clock, which leaves out the "
         "one-off setup of a `fit` call).",
+        "",
+        f"Load average (1, 5, 15 minutes) of this machine ({os.cpu_count()} cores) when the run "
+        f"started: {', '.join(f'{v:.2f}' for v in load_before)}; when its last timing ended: "
+        f"{', '.join(f'{v:.2f}' for v in load_after)} (above the number of cores, other work "
+        "shared the CPU and the absolute times and matmul shares are low; the alternating "
+        "ratios are the fairer figures).",
         "",
     ]
     if "cuda" not in devices:
