@@ -78,10 +78,11 @@ experiments: setup
 	$(BIN)/python experiments/quadrants.py
 	# CVAE against a conditional GAN at equal training time (5 minutes each)
 	$(BIN)/python experiments/cgan.py --budget 300
-	# molecules (issue 26): four rows (VAE, CVAE, CVAE p(z|c), + property loss), MOSES's
-	# metrics and control (a)-(c); the small budget (12 to 17 minutes of training and 2 to 5 of
-	# evaluation per row, one thread, on a shared 2-core machine), then the issue's budget
-	# (100,000 x 10 epochs: several hours)
+	# molecules (issue 26): every row of experiments/molecules.py (VAE, CVAE, CVAE p(z|c),
+	# + property loss, word dropout 0 / 0.5, logP only, condition dropout 0.2 sampled with
+	# guidance 0, 1, 3, 6, 10), MOSES's metrics and control (a)-(d); the small budget (3 to 17
+	# minutes of training and 2 to 5 of evaluation per row, one thread, on a shared 2-core
+	# machine), then the issue's budget (100,000 x 10 epochs: 5 to 14 minutes an epoch)
 	$(BIN)/python experiments/molecules.py --train-size 20000 --epochs 3 --warmup-epochs 1 \
 		--quiet
 	$(BIN)/python experiments/molecules.py --train-size 100000 --epochs 10 --warmup-epochs 3 \
