@@ -332,7 +332,7 @@ class MoleculeCVAE(CVAE):
         mask = torch.arange(L, device=x.device) < sequence_lengths(x, END).unsqueeze(-1)
         real = self.property_net(F.one_hot(x, V).to(c.dtype), mask.to(c.dtype))  # (B, C)
         z = self.z_dist(c, (x.shape[0],)).rsample()  # (B, D), independent of x
-        zc = broadcast_cat(z, self.decoder.condition_input(c))
+        zc = broadcast_cat(z, self.decoder.condition_input(c, drop=False))  # decoded with c
         probs, alive = self.decoder.soft_generate(zc)  # (B, L', V), (B, L')
         frozen = {k: v.detach() for k, v in self.property_net.named_parameters()}
         fake = functional_call(self.property_net, frozen, (probs, alive))  # (B, C)

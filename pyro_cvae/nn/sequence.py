@@ -281,14 +281,14 @@ class SequenceDecoder(nn.Module):
         """z (..., B, D), c (B, C) or None -> the parameters of p(x | z, c)."""
         return Decoding(self, broadcast_cat(z, self.condition_input(c)))  # zc (..., B, D + C')
 
-    def condition_input(self, c: torch.Tensor | None) -> torch.Tensor | None:
+    def condition_input(self, c: torch.Tensor | None, drop: bool | None = None):
         """The condition as the networks read it: c (B, C) itself, or with condition dropout
         [c * keep, keep] (B, C + 1), keep 0 with probability ``condition_dropout`` per sequence
-        in training mode and 1 otherwise."""
+        where ``drop`` (default: in training mode) and 1 otherwise."""
         if c is None or not self.condition_dropout:
             return c
         keep = torch.ones(c.shape[:-1] + (1,), dtype=c.dtype, device=c.device)
-        if self.training:
+        if self.training if drop is None else drop:
             keep = (torch.rand_like(keep) >= self.condition_dropout).to(c.dtype)
         return torch.cat([c * keep, keep], -1)
 

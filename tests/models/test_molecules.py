@@ -630,6 +630,15 @@ class TestGuidance:
         assert plain.condition_input(c) is c
         assert plain.init.in_features == dec.init.in_features - 1
 
+    def test_the_property_loss_decodes_with_the_condition(self, data, monkeypatch):
+        m = MoleculeCVAE(MoleculeConfig.for_data(data, condition_dropout=0.9,
+                                                 property_weight=1.0, **TINY)).train()  # fmt: skip
+        seen = []
+        real = m.decoder.soft_generate
+        monkeypatch.setattr(m.decoder, "soft_generate", lambda zc: seen.append(zc) or real(zc))
+        m.property_loss(data.train.x[:64], data.train.y[:64])
+        assert torch.equal(seen[0][:, -1], torch.ones(64))  # no molecule's condition dropped
+
     def test_guidance_tilts_every_step_as_the_formula_says(self, cfg_model):
         dec = cfg_model.decoder.eval()
         torch.manual_seed(1)
