@@ -17,9 +17,9 @@ Rows (``--variants``), every one the same GRU networks and budget on a seeded MO
 * ``CVAE p(z|c) (logP only)``: the same molecules conditioned on logP alone
   (``load_dataset("moses", condition="logp")``): a request that fixes no other property, so
   nothing the data rarely holds is asked; its control is measured on logP only;
-* ``CVAE p(z|c) (cond. dropout 0.2)``, ``(...; guidance 1)``, ``(...; guidance 3)``: one model
+* ``CVAE p(z|c) (cond. dropout 0.2)`` and ``(...; guidance w)`` for w = 1, 3, 6, 10: one model
   whose decoder is trained without c for 20% of the molecules (``condition_dropout``), so it
-  knows p(x | z) beside p(x | z, c), sampled with classifier-free guidance w = 0, 1, 3
+  knows p(x | z) beside p(x | z, c), sampled with classifier-free guidance w
   (``MoleculeCVAE.sample(guidance=w)``: every token from (1 + w) log p(. | z, c) - w log
   p(. | z)), which leans on what the condition changes.
 
@@ -101,6 +101,10 @@ VARIANTS = {
         "cvae-cond-cd20", {"prior": "conditional", "condition_dropout": 0.2, "guidance": 1.0}),
     "CVAE p(z|c) (cond. dropout 0.2; guidance 3)": (
         "cvae-cond-cd20", {"prior": "conditional", "condition_dropout": 0.2, "guidance": 3.0}),
+    "CVAE p(z|c) (cond. dropout 0.2; guidance 6)": (
+        "cvae-cond-cd20", {"prior": "conditional", "condition_dropout": 0.2, "guidance": 6.0}),
+    "CVAE p(z|c) (cond. dropout 0.2; guidance 10)": (
+        "cvae-cond-cd20", {"prior": "conditional", "condition_dropout": 0.2, "guidance": 10.0}),
 }  # fmt: skip
 
 CONTROLLED = tuple(PROPERTY_TOLERANCES)  # logP, QED, MW, TPSA
