@@ -370,8 +370,6 @@ def run(args) -> int:
             "--image-size and --condition describe your own data; add --data PATH (or, for "
             "--dataset moses, --condition picks the properties, e.g. --condition logp)"
         )
-    if molecules and args.image_size:
-        raise ValueError("--image-size describes images; --dataset moses holds molecules: drop it")
     if args.workers is not None and not args.stream:
         raise ValueError("--workers N are the readers of a streamed data set; add --stream")
     if args.stream and not args.data:

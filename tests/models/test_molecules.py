@@ -367,6 +367,10 @@ class TestCommands:
         assert main(["train", "--dataset", "digits", "--epochs", "1", "--condition", "logp",
                      "--out", str(tmp_path / "d"), "--quiet"]) == 2  # fmt: skip
         assert "for --dataset moses, --condition picks the properties" in capsys.readouterr().err
+        assert main(["train", "--dataset", "moses", "--image-size", "8", "--epochs", "1",
+                     "--out", str(tmp_path / "m"), "--quiet"]) == 2  # fmt: skip
+        assert "--image-size and --condition describe your own data" in capsys.readouterr().err
+        assert not (tmp_path / "m").exists()
 
     def test_property_weight_flag(self, data, tmp_path, capsys):
         run = tmp_path / "run"
