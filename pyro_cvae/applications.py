@@ -302,11 +302,13 @@ def sample_rows(
     schema: AttributeSchema | None = None,
     labels: list[int] | None = None,
     temperature: float = 1.0,
+    extrapolate: bool = False,
 ) -> pd.DataFrame:
     """Generate rows of a table (or vectors) with the table's own columns and types.
 
     Draws ``num_samples`` rows from p(x | z, y) per condition: one per dict of ``conditions``
-    (attribute values, encoded by ``schema``), per label of ``labels``, or unconditionally.
+    (attribute values, encoded by ``schema``; continuous values outside the trained range only
+    with ``extrapolate``), per label of ``labels``, or unconditionally.
     The condition columns are filled in with the requested values; with ``table`` the columns
     come back in the table's order and types, without it (plain vectors) as ``x0, x1, ...``.
     """
@@ -315,7 +317,7 @@ def sample_rows(
             raise ValueError(
                 "conditions given as attribute values need the schema that encodes them"
             )
-        y, given = schema.encode(conditions).to(model.device), conditions
+        y, given = schema.encode(conditions, extrapolate=extrapolate).to(model.device), conditions
     elif labels is not None:
         y, given = torch.as_tensor(labels, device=model.device), [{"label": v} for v in labels]
     else:

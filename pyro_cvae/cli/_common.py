@@ -183,8 +183,10 @@ def print_metrics(metrics: dict) -> None:
             print(f"  {k:>26}: {v}")
 
 
-def attribute_conditions(model, folder: Path, texts) -> tuple[torch.Tensor, list[str]]:
-    """Condition vectors (M, width) from ``digit=5,color=red`` texts and the run's schema."""
+def attribute_conditions(model, folder: Path, texts, *, extrapolate: bool = False
+                         ) -> tuple[torch.Tensor, list[str]]:  # fmt: skip
+    """Condition vectors (M, width) from ``digit=5,color=red`` texts and the run's schema
+    (continuous values outside the trained range only with ``extrapolate``)."""
     schema = load_schema(folder)
     if schema.width != model.config.condition_dim:
         raise ValueError(
@@ -192,10 +194,10 @@ def attribute_conditions(model, folder: Path, texts) -> tuple[torch.Tensor, list
             f"condition_dim={model.config.condition_dim}; the attributes.json belongs to "
             "another model"
         )
-    values = [schema.parse(t) for t in texts]
+    values = [schema.parse(t, extrapolate=extrapolate) for t in texts]
     names = [",".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in
                       row.items()) for row in values]  # fmt: skip
-    return schema.encode(values).to(model.device), names
+    return schema.encode(values, extrapolate=extrapolate).to(model.device), names
 
 
 def need_conditions(model, folder: Path, given, flag: str = "--condition") -> None:

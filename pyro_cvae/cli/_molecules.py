@@ -62,14 +62,15 @@ def sample_molecules(args, model) -> int:
         raise ValueError("a molecule model takes --condition (e.g. logp=2.5,qed=0.8), not --label")
     schema = load_schema(Path(args.run) if Path(args.run).is_dir() else Path(args.run).parent)
     if model.config.condition_dim:
-        conditions = [schema.parse(t) for t in args.condition] if args.condition else [{}]
+        conditions = ([schema.parse(t, extrapolate=args.extrapolate) for t in args.condition]
+                      if args.condition else [{}])  # fmt: skip
     elif args.condition:
         raise ValueError("this molecule model is unconditional; drop --condition")
     else:
         schema, conditions = None, None
     with model.guided(args.guidance or 0.0):
         rows = generate_molecules(model, schema, conditions, args.num,
-                                  temperature=args.temperature)  # fmt: skip
+                                  temperature=args.temperature, extrapolate=args.extrapolate)  # fmt: skip
     out = output_path(args.run, "molecules.csv", args.out).with_suffix(".csv")
     with open(out, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -88,7 +89,7 @@ def sample_molecules(args, model) -> int:
         if schema is None:
             text = "unconditional"
         else:  # what was asked for; properties not named took their defaults (the medians)
-            used = schema.complete(cond)
+            used = schema.complete(cond, extrapolate=args.extrapolate)
             text = ",".join(f"{k}={v:.3g}" for k, v in used.items())
             if len(cond) < len(used):
                 text += " (unnamed properties at the training median)"

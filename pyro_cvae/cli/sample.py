@@ -58,6 +58,12 @@ def add_parser(sub) -> None:
         "(repeatable, one row each; unnamed continuous attributes take their default)",
     )
     s.add_argument(
+        "--extrapolate",
+        action="store_true",
+        help="take continuous --condition values outside the range the model was trained on "
+        "(refused without it): what the model makes of a request it never saw",
+    )
+    s.add_argument(
         "--draw",
         action="store_true",
         help="draw pixels from p(x | z, y) instead of showing its mean",
@@ -147,7 +153,7 @@ def _sample_conditions(args, model, folder: Path) -> int:
     if args.label:
         raise ValueError("an attribute model takes --condition, not --label; drop --label")
     need_conditions(model, folder, args.condition)
-    c, names = attribute_conditions(model, folder, args.condition)
+    c, names = attribute_conditions(model, folder, args.condition, extrapolate=args.extrapolate)
     images = model.sample(c, args.num, mean=not args.draw, temperature=args.temperature)
     out = output_path(args.run, "sample.png", args.out)
     plots.samples_grid(images, names, title="samples", path=out)  # (M, n, C, H, W)
@@ -163,7 +169,8 @@ def _sample_conditions(args, model, folder: Path) -> int:
 def _sample_rows(args, model, folder: Path) -> int:
     """Rows of a table (or vectors), in the table's own columns and types, as CSV or Parquet."""
     cfg = model.config
-    kwargs: dict = {"table": read_table(folder), "temperature": args.temperature}
+    kwargs: dict = {"table": read_table(folder), "temperature": args.temperature,
+                    "extrapolate": args.extrapolate}  # fmt: skip
     if kwargs["table"] is None and cfg.likelihood == "table":
         raise ValueError(
             f"{folder} holds no table.json, which turns this table model's rows back into the "
@@ -175,7 +182,8 @@ def _sample_rows(args, model, folder: Path) -> int:
             raise ValueError("this model takes --condition, not --label; drop --label")
         need_conditions(model, folder, args.condition)
         schema = load_schema(folder)
-        kwargs.update(conditions=[schema.parse(t) for t in args.condition], schema=schema)
+        kwargs.update(conditions=[schema.parse(t, extrapolate=args.extrapolate)
+                                  for t in args.condition], schema=schema)  # fmt: skip
     elif cfg.num_classes:
         if args.condition:
             raise ValueError("this model is conditioned on labels; use --label, not --condition")

@@ -56,7 +56,9 @@ class Categorical:
     def width(self) -> int:
         return len(self.values)
 
-    def parse(self, text) -> str:
+    def parse(self, text, *, extrapolate: bool = False) -> str:
+        """The value named by ``text``; an unknown value is refused (``extrapolate``, which lets
+        a continuous attribute leave its range, has nothing to extend here)."""
         text = str(text).strip()
         if text not in self.values:
             raise ValueError(
@@ -64,7 +66,7 @@ class Categorical:
             )
         return text
 
-    def encode(self, value) -> list[float]:
+    def encode(self, value, *, extrapolate: bool = False) -> list[float]:
         out = [0.0] * self.width
         out[self.values.index(self.parse(value))] = 1.0
         return out
@@ -102,23 +104,28 @@ class Continuous:
     def width(self) -> int:
         return 1
 
-    def parse(self, text) -> float:
+    def parse(self, text, *, extrapolate: bool = False) -> float:
+        """The value of ``text``; outside [low, high] it is refused unless ``extrapolate``
+        (then any finite value is taken, encoded beyond [0, 1])."""
         try:
             v = float(text)
         except (TypeError, ValueError):
             raise ValueError(
                 f"{self.name}={text!r} is not a number; give e.g. {self.name}={self.default:.4g}"
             ) from None
-        if not self.low <= v <= self.high:
+        if not math.isfinite(v):
+            raise ValueError(f"{self.name}={v} is not finite; give a number")
+        if not extrapolate and not self.low <= v <= self.high:
             raise ValueError(
                 f"{self.name}={v} is outside the trained range [{self.low:.4g}, "
-                f"{self.high:.4g}]; "
-                "choose a value inside it"
+                f"{self.high:.4g}]; choose a value inside it, or ask beyond it on purpose with "
+                "extrapolate=True (pyro-cvae sample: --extrapolate)"
             )
         return v
 
-    def encode(self, value) -> list[float]:
-        return [(self.parse(value) - self.low) / (self.high - self.low)]
+    def encode(self, value, *, extrapolate: bool = False) -> list[float]:
+        v = self.parse(value, extrapolate=extrapolate)
+        return [(v - self.low) / (self.high - self.low)]
 
     def decode(self, block: torch.Tensor) -> float:
         return self.low + float(block[0]) * (self.high - self.low)
@@ -177,8 +184,9 @@ class AttributeSchema:
             i += a.width
         return out
 
-    def complete(self, values: dict) -> dict:
-        """Check the names of one condition and fill in continuous defaults."""
+    def complete(self, values: dict, *, extrapolate: bool = False) -> dict:
+        """Check the names of one condition and fill in continuous defaults; continuous values
+        outside the trained range are refused unless ``extrapolate``."""
         unknown = set(values) - set(self.names)
         if unknown:
             raise ValueError(
@@ -187,7 +195,7 @@ class AttributeSchema:
         out = {}
         for a in self.attributes:
             if a.name in values:
-                out[a.name] = a.parse(values[a.name])
+                out[a.name] = a.parse(values[a.name], extrapolate=extrapolate)
             elif isinstance(a, Continuous):
                 out[a.name] = a.default
             else:
@@ -197,13 +205,16 @@ class AttributeSchema:
                 )
         return out
 
-    def encode(self, values) -> torch.Tensor:
-        """One dict or a list of dicts -> condition vectors of shape (N, width)."""
+    def encode(self, values, *, extrapolate: bool = False) -> torch.Tensor:
+        """One dict or a list of dicts -> condition vectors of shape (N, width); with
+        ``extrapolate`` continuous values beyond the trained range are encoded beyond [0, 1]
+        (what the model makes of them is what it learnt to extrapolate, not what it saw)."""
         rows = [values] if isinstance(values, dict) else list(values)
         out = []
         for row in rows:
-            full = self.complete(row)
-            out.append([v for a in self.attributes for v in a.encode(full[a.name])])
+            full = self.complete(row, extrapolate=extrapolate)
+            out.append([v for a in self.attributes
+                        for v in a.encode(full[a.name], extrapolate=extrapolate)])  # fmt: skip
         return torch.tensor(out, dtype=torch.get_default_dtype()).reshape(len(out), self.width)
 
     def decode(self, c: torch.Tensor) -> list[dict]:
@@ -213,8 +224,9 @@ class AttributeSchema:
         off = self.offsets()
         return [{a.name: a.decode(row[off[a.name]]) for a in self.attributes} for row in c]
 
-    def parse(self, text: str) -> dict:
-        """``"digit=5,color=red"`` -> ``{"digit": "5", "color": "red"}`` (checked, completed)."""
+    def parse(self, text: str, *, extrapolate: bool = False) -> dict:
+        """``"digit=5,color=red"`` -> ``{"digit": "5", "color": "red"}`` (checked, completed;
+        ``extrapolate`` as in :meth:`complete`)."""
         values = {}
         for part in str(text).split(","):
             if not part.strip():
@@ -230,7 +242,7 @@ class AttributeSchema:
                     f"condition {text!r} gives {key.strip()!r} twice; give each attribute once"
                 )
             values[key.strip()] = value.strip()
-        return self.complete(values)
+        return self.complete(values, extrapolate=extrapolate)
 
     def to_dict(self) -> dict:
         return {

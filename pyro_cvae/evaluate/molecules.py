@@ -91,6 +91,7 @@ def generate_molecules(
     *,
     temperature: float = 1.0,
     progress: bool = False,
+    extrapolate: bool = False,
 ) -> list[dict]:
     """Sample ``num_samples`` molecules per condition and compute their properties.
 
@@ -99,6 +100,8 @@ def generate_molecules(
         schema: the property schema of its run (``None`` for an unconditional model).
         conditions: property dicts such as ``{"logp": 2.5, "qed": 0.8}`` (unnamed properties
             take the schema's default); ``None`` for an unconditional model.
+        extrapolate: take property values outside the training range (encoded beyond [0, 1])
+            instead of refusing them: what the model makes of a request it never saw.
 
     Returns:
         one row per molecule: ``condition`` (its index), ``requested_<name>`` for each property,
@@ -109,8 +112,8 @@ def generate_molecules(
         ids = model.sample(None, num_samples, temperature=temperature)[None]
         requested: list[dict] = [{}]
     else:
-        requested = [schema.complete(c) for c in conditions]
-        c = schema.encode(requested).to(model.device)
+        requested = [schema.complete(c, extrapolate=extrapolate) for c in conditions]
+        c = schema.encode(requested, extrapolate=extrapolate).to(model.device)
         ids = model.sample(c, num_samples, temperature=temperature)  # (M, n, L)
     raw = model.smiles(ids)
     canon = [canonical_smiles(s) for s in raw]

@@ -69,6 +69,24 @@ class TestEncoders:
         with pytest.raises(ValueError, match="finite low < high"):
             Continuous("x", 1.0, 1.0)
 
+    def test_extrapolate_takes_values_beyond_the_range(self):
+        # refused by default, the error naming the way to ask on purpose
+        with pytest.raises(ValueError, match="extrapolate=True"):
+            SCHEMA.encode({"digit": 1, "color": "red", "size": 60})
+        # (v - low) / (high - low) beyond [0, 1] on both sides, exactly
+        c = SCHEMA.encode([{"digit": 1, "color": "red", "size": 60},
+                           {"digit": 2, "color": "red", "size": 25}], extrapolate=True)  # fmt: skip
+        size = SCHEMA.offsets()["size"]
+        assert c[:, size].flatten().tolist() == [pytest.approx(1.5), pytest.approx(-0.25)]
+        assert SCHEMA.parse("digit=0,color=blue,size=70", extrapolate=True)["size"] == 70.0
+        assert SCHEMA["size"].decode(c[0, size]) == pytest.approx(60.0)
+        # what extrapolate cannot extend stays refused
+        for bad, match in (("size=nan", "not finite"), ("size=inf", "not finite"),
+                           ("color=pink", "not a known value")):  # fmt: skip
+            with pytest.raises(ValueError, match=match):
+                SCHEMA.parse(f"digit=0,color=red,{bad}" if "size" in bad
+                             else f"digit=0,{bad},size=40", extrapolate=True)  # fmt: skip
+
     def test_registry(self):
         assert ATTRIBUTE_KINDS == {"categorical": Categorical, "continuous": Continuous}
 

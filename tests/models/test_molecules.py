@@ -311,7 +311,15 @@ class TestCommands:
         assert main(["score", "--run", str(run), "--molecules", str(mine)]) == 2
         assert "line 3: RDKit cannot parse the SMILES 'C1CC('" in capsys.readouterr().err
         assert main(["sample", "--run", str(run), "--condition", "logp=99"]) == 2
-        assert "outside the trained range" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert "outside the trained range" in err and "--extrapolate" in err
+        # asked beyond the range on purpose: the request is taken and recorded as given
+        beyond = tmp_path / "beyond.csv"
+        assert main(["sample", "--run", str(run), "--condition", "logp=99", "--extrapolate",
+                     "-n", "3", "--out", str(beyond)]) == 0  # fmt: skip
+        rows = list(csv.DictReader(beyond.read_text().splitlines()))
+        assert len(rows) == 3 and all(float(r["requested_logp"]) == 99 for r in rows)
+        assert "logp=99" in capsys.readouterr().out
 
     def test_word_dropout_embed_dim_and_encoder_flags(self, data, tmp_path, capsys):
         run = tmp_path / "run"
