@@ -17,6 +17,10 @@ Rows (``--variants``), every one the same GRU networks and budget on a seeded MO
 * ``CVAE p(z|c) (logP only)``: the same molecules conditioned on logP alone
   (``load_dataset("moses", condition="logp")``): a request that fixes no other property, so
   nothing the data rarely holds is asked; its control is measured on logP only;
+* ``CVAE p(z|c) (free bits 0.05)`` and ``(free bits 0.25)``: the conditional-prior row
+  trained with a floor of that many nats under each latent coordinate's KL
+  (``fit(free_bits=...)``, :class:`~pyro_cvae.infer.FreeBitsELBO`), against the posterior
+  collapse the *KL(q‖p)* column shows;
 * ``CVAE p(z|c) (cond. dropout 0.2)`` and ``(...; guidance w)`` for w = 1, 3, 6, 10: one model
   whose decoder is trained without c for 20% of the molecules (``condition_dropout``), so it
   knows p(x | z) beside p(x | z, c), sampled with classifier-free guidance w
@@ -66,7 +70,9 @@ from pathlib import Path
 import numpy as np
 import pyro
 import torch
+from pyro import poutine
 
+import pyro_cvae as pc
 from pyro_cvae import fit, load_dataset
 from pyro_cvae.checkpoint import CheckpointError
 from pyro_cvae.data.molecules import split_smiles
@@ -78,6 +84,7 @@ from pyro_cvae.evaluate.molecules import (
     moses_metrics,
     property_control,
 )
+from pyro_cvae.infer.free_bits import per_coordinate_kl
 from pyro_cvae.models import MoleculeConfig, MoleculeCVAE
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -94,6 +101,9 @@ VARIANTS = {
     "CVAE p(z|c) (word dropout 0.5)": ("cvae-cond-wd50",
                                       {"prior": "conditional", "word_dropout": 0.5}),
     "CVAE p(z|c) (logP only)": ("cvae-cond-logp", {"prior": "conditional", "condition": "logp"}),
+    # a floor of free bits under each latent coordinate's KL (a training option, not the model's)
+    "CVAE p(z|c) (free bits 0.05)": ("cvae-cond-fb5", {"prior": "conditional", "free_bits": 0.05}),
+    "CVAE p(z|c) (free bits 0.25)": ("cvae-cond-fb25", {"prior": "conditional", "free_bits": 0.25}),
     # one trained model, sampled three ways (the rows share the run folder)
     "CVAE p(z|c) (cond. dropout 0.2)": ("cvae-cond-cd20",
                                         {"prior": "conditional", "condition_dropout": 0.2}),
@@ -108,6 +118,9 @@ VARIANTS = {
 }  # fmt: skip
 
 CONTROLLED = tuple(PROPERTY_TOLERANCES)  # logP, QED, MW, TPSA
+
+#: variant fields that configure training (fit), not the model
+TRAIN_FIELDS = ("free_bits",)
 
 #: MOSES README's current table (Polykovskiy et al. 2020; trained on all 1.6M molecules, 30,000
 #: samples, means over seeds), the numbers issue 26 anchors on
@@ -187,13 +200,14 @@ def _train(data, fields: dict, args, out: Path, epochs: int):
     """Train (or resume, from the run folder ``out``) one row up to ``epochs``; returns the
     model and its training seconds summed over the epochs of every call."""
     pyro.set_rng_seed(args.seed)
+    train = {k: v for k, v in fields.items() if k in TRAIN_FIELDS}
     cfg = MoleculeConfig.for_data(data, latent_dim=args.latent_dim, hidden_dim=args.hidden,
-                                  **fields)  # fmt: skip
+                                  **{k: v for k, v in fields.items() if k not in train})  # fmt: skip
     model = MoleculeCVAE(cfg)
     try:
         history = fit(model, data, epochs=epochs, batch_size=args.batch_size, seed=args.seed,
                       warmup_epochs=args.warmup_epochs, out=out, resume=True,
-                      progress=not args.quiet)  # fmt: skip
+                      progress=not args.quiet, **train)  # fmt: skip
     except CheckpointError as e:
         raise SystemExit(f"{e}\n(--runs-dir {out.parent} holds a run of other settings: pass "
                          "another --runs-dir, or remove that folder to start it again)") from e  # fmt: skip
@@ -223,6 +237,7 @@ def _evaluate(model, data, conditional: bool, args, grids: dict) -> dict:
     else:
         ids = model.sample(None, args.generate)
     smiles = model.smiles(ids)
+    out["latent"] = _latent_use(model, data, conditional)
     out["moses"] = moses_metrics(smiles)
     out["subset"] = molecule_metrics(smiles, split_smiles(data, "train"), ks=())
     # (a) requests that exist
@@ -245,6 +260,19 @@ def _evaluate(model, data, conditional: bool, args, grids: dict) -> dict:
     out["grid"]["logp_achieved_mean"] = _achieved(rows_c, grids["logp"], args.per_target)
     out["_rows_c"] = rows_c
     return out
+
+
+@torch.no_grad()
+def _latent_use(model, data, conditional: bool, n: int = 1000) -> dict:
+    """How much the latent code carries: KL(q(z | x, c) || p(z | c)) per molecule and the
+    coordinates whose mean KL exceeds 0.01 nats (active units), over ``n`` validation molecules;
+    a model whose decoder ignores z has a KL near 0 (posterior collapse)."""
+    x = data.val.x[:n].to(model.device)
+    y = data.val.y[:n].to(model.device) if conditional else None
+    guide = poutine.trace(model.guide).get_trace(x, y)
+    prior = poutine.trace(poutine.replay(model.model, trace=guide)).get_trace(x, y)
+    kl = per_coordinate_kl(guide.nodes["z"]["fn"], prior.nodes["z"]["fn"]).mean(0)  # (D,)
+    return {"kl": float(kl.sum()), "active": int((kl > 0.01).sum()), "of": int(kl.numel())}
 
 
 def _grid_2d(model, schema, values, names, grids: dict, args) -> dict:
@@ -385,6 +413,11 @@ def main(argv=None) -> dict:
         if done_file.exists():
             saved = json.loads(done_file.read_text())
             if _same_budget(saved.get("budget"), out) and saved["metrics"]["epochs"] == done:
+                if "latent" not in saved["metrics"]:  # evaluated before the KL was measured
+                    saved["metrics"]["latent"] = _latent_use(
+                        pc.load(run), _row_data(data, fields, args), not fields.get("unconditional")
+                    )
+                    done_file.write_text(json.dumps(saved, default=float))
                 out["models"][name] = saved["metrics"]
                 out["picture"] = out.get("picture") or saved.get("picture")
                 print(name, "(evaluated earlier)", json.dumps(saved["metrics"]["control"]))
@@ -392,9 +425,8 @@ def main(argv=None) -> dict:
                     continue
         step = args.epochs_per_call or args.epochs
         target = min(args.epochs, max(done, 0) + step) if done < args.epochs else done
-        chosen = fields.pop("condition", None)  # the row's properties, when not all of them
-        row_data = data if chosen is None else load_dataset("moses", train_size=args.train_size,
-                                                             condition=chosen)  # fmt: skip
+        row_data = _row_data(data, fields, args)
+        fields.pop("condition", None)
         model, seconds = _train(row_data, fields, args, run, target)
         conditional = not fields.get("unconditional")
         with model.guided(guidance):
@@ -415,6 +447,15 @@ def main(argv=None) -> dict:
         _write(out, folder, suffix)  # rows are written as they complete
     _write(out, folder, suffix)
     return out
+
+
+def _row_data(data, fields: dict, args):
+    """The data of a row: ``data``, or the same molecules conditioned on the row's subset of
+    properties (its ``condition`` field)."""
+    chosen = fields.get("condition")
+    if chosen is None:
+        return data
+    return load_dataset("moses", train_size=args.train_size, condition=chosen)
 
 
 def _write(out: dict, folder: Path, suffix: str) -> None:
@@ -508,10 +549,13 @@ def _markdown(out: dict) -> str:
              "", "## MOSES's metrics", "",
              f"{out['budget']['generate']} generated molecules per row (the conditional rows at "
              "property vectors of training molecules), against MOSES's test set (its shipped "
-             "statistics); novelty against all 1.6M MOSES training molecules.", ""]  # fmt: skip
-    lines += _table(out, moses_cols + ["train_seconds"],
+             "statistics); novelty against all 1.6M MOSES training molecules. KL(q‖p): "
+             "KL(q(z | x, c) || p(z | c)) per molecule over 1,000 validation molecules (near 0: "
+             "the decoder ignores z, posterior collapse); active z: the coordinates whose mean "
+             "KL exceeds 0.01 nats.", ""]  # fmt: skip
+    lines += _table(out, moses_cols + ["KL(q‖p)", "active z", "train_seconds"],
                     lambda m: [m.get("moses", {}).get(c) for c in moses_cols]
-                    + [m.get("train_seconds")], published=True)  # fmt: skip
+                    + _latent_cells(m) + [m.get("train_seconds")], published=True)  # fmt: skip
     lines += ["", "## Control (a): requests that exist", "",
               f"The property vectors of {out['budget']['requests']} held-out test molecules, "
               "one generated molecule each; Spearman (rho) and MAE between requested and "
@@ -551,6 +595,13 @@ def _markdown(out: dict) -> str:
     if out.get("picture"):
         lines += ["", f"![valid molecules per logP target]({out['picture']})"]
     return "\n".join(lines) + "\n"
+
+
+def _latent_cells(m: dict) -> list:
+    """KL per validation molecule and active coordinates ('-': a row evaluated before they
+    were measured, or a published row)."""
+    lat = m.get("latent")
+    return [lat["kl"], f"{lat['active']}/{lat['of']}"] if lat else [None, None]
 
 
 def _grid_spearman(g: dict) -> list[float | None]:

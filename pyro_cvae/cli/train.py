@@ -118,6 +118,10 @@ def add_parser(sub) -> None:
                    help=f"alpha of the renyi objective ({_train_default('alpha')})")  # fmt: skip
     t.add_argument("--beta", type=float, default=None,
                    help=f"KL weight of beta-VAE ({_train_default('beta')})")  # fmt: skip
+    t.add_argument("--free-bits", type=float, default=None, metavar="NATS",
+                   help="free bits (Kingma et al. 2016): no KL gradient for a latent coordinate "
+                        "whose batch-mean KL is below NATS (elbo and meanfield; "
+                        f"{_train_default('free_bits')}: off)")  # fmt: skip
     t.add_argument(
         "--warmup-epochs",
         type=int,
@@ -311,7 +315,7 @@ def _train_config(args, family: str, recorded: dict | None = None) -> TrainConfi
     so a run continues with the settings it was started with, whichever defaults they were."""
     fields = dict(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, objective=args.objective,
-        particles=args.particles, alpha=args.alpha, beta=args.beta,
+        particles=args.particles, alpha=args.alpha, beta=args.beta, free_bits=args.free_bits,
         warmup_epochs=args.warmup_epochs, seed=args.seed, device=args.device,
         keep_checkpoints=args.keep_checkpoints, skip_nonfinite=args.skip_nonfinite,
         adam_eps=args.adam_eps, lean=False if args.no_lean else None,

@@ -7,7 +7,9 @@ posteriors) is evaluation, one layer up in :mod:`pyro_cvae.evaluate`.
 
 from .anneal import ScaleLatentsMessenger, scale_latents
 from .auxiliary import AuxiliaryObjective, auxiliary_elbo, auxiliary_log_px, auxiliary_log_weights
+from .free_bits import FreeBitsELBO
 from .objectives import (
+    FREE_BITS_OBJECTIVES,
     IMPORTANCE_WEIGHTED,
     OBJECTIVES,
     DReGELBO,
@@ -28,6 +30,8 @@ from .svi import ModuleSVI, NonFiniteLossError, ObjectiveModule, make_adam
 __all__ = [
     "AuxiliaryObjective",
     "DReGELBO",
+    "FREE_BITS_OBJECTIVES",
+    "FreeBitsELBO",
     "IMPORTANCE_WEIGHTED",
     "ImportanceWeightedELBO",
     "ModuleSVI",

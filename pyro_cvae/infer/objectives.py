@@ -57,12 +57,14 @@ from torch import nn
 
 from .._validate import num_particles as check_particles
 from .._validate import renyi_alpha
+from .free_bits import FreeBitsELBO
 
 __all__ = [
     "OBJECTIVES",
     "make_objective",
     "ImportanceWeightedELBO",
     "DReGELBO",
+    "FREE_BITS_OBJECTIVES",
     "TraceGraphELBO",
     "importance_log_weights",
     "DATA_PLATE",
@@ -447,9 +449,15 @@ OBJECTIVES: dict[str, Callable[..., ELBO]] = {
 #: objectives whose value is an importance-weighted bound (no KL weight allowed)
 IMPORTANCE_WEIGHTED = ("iwae", "renyi", "dreg")
 
+#: objectives that take free bits (a floor under the KL term of each latent coordinate)
+FREE_BITS_OBJECTIVES = ("elbo", "meanfield")
 
-def make_objective(name: str, particles: int = 1, alpha: float = 0.5) -> ELBO:
-    """Build the objective registered under ``name`` with K = ``particles`` samples per image."""
+
+def make_objective(name: str, particles: int = 1, alpha: float = 0.5, free_bits: float = 0.0
+                   ) -> ELBO:  # fmt: skip
+    """Build the objective registered under ``name`` with K = ``particles`` samples per image;
+    ``free_bits`` > 0 (nats per latent coordinate, ``elbo`` and ``meanfield`` only) gives the
+    ELBO with free bits, :class:`~pyro_cvae.infer.free_bits.FreeBitsELBO`."""
     if name not in OBJECTIVES:
         raise ValueError(
             f"unknown objective {name!r}; choose one of {', '.join(OBJECTIVES)} "
@@ -462,6 +470,13 @@ def make_objective(name: str, particles: int = 1, alpha: float = 0.5) -> ELBO:
     )
     if name == "renyi":
         renyi_alpha(alpha, "use objective 'iwae' or 'elbo' for those, e.g. --alpha 0.5")
+    if free_bits:
+        if name not in FREE_BITS_OBJECTIVES:
+            raise ValueError(
+                f"free bits floors the KL term of the ELBO; objective {name!r} has none to "
+                "floor: use objective 'elbo' or 'meanfield' (--objective elbo), or free_bits=0"
+            )
+        return FreeBitsELBO(free_bits, num_particles=particles)
     return OBJECTIVES[name](particles=particles, alpha=alpha)
 
 

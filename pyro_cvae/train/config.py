@@ -13,7 +13,7 @@ from typing import Any
 
 from .._frozen import FrozenConfig
 from .._validate import DEVICES, choice, positive_int, positive_number, renyi_alpha
-from ..infer.objectives import IMPORTANCE_WEIGHTED, OBJECTIVES
+from ..infer.objectives import FREE_BITS_OBJECTIVES, IMPORTANCE_WEIGHTED, OBJECTIVES
 from ..infer.semisupervised import SEMI_SUPERVISED_OBJECTIVES
 from ..models.config import ModelConfig
 
@@ -31,6 +31,9 @@ class TrainConfig(FrozenConfig):
     particles: int = 1  # K: samples of z per image
     alpha: float = 0.5  # Renyi-alpha objective only
     beta: float = 1.0  # weight of the KL term (beta-VAE)
+    # nats per latent coordinate under which the KL term gives no gradient (elbo, meanfield;
+    # pyro_cvae.infer.free_bits); 0: the plain objective
+    free_bits: float = 0.0
     warmup_epochs: int = 0  # linear KL warm-up of beta from 0 over this many epochs
     seed: int = 0
     device: str = "cpu"
@@ -52,6 +55,19 @@ class TrainConfig(FrozenConfig):
         renyi_alpha(self.alpha)
         if not (isinstance(self.beta, (int, float)) and math.isfinite(self.beta) and self.beta > 0):
             raise ValueError(f"beta must be a finite number > 0, got {self.beta!r}")
+        if isinstance(self.free_bits, bool) or not (
+            isinstance(self.free_bits, (int, float)) and math.isfinite(self.free_bits)
+            and self.free_bits >= 0
+        ):  # fmt: skip
+            raise ValueError(
+                f"free_bits must be a finite number of nats >= 0, got {self.free_bits!r}; "
+                "e.g. --free-bits 0.1"
+            )
+        if self.free_bits and self.objective not in FREE_BITS_OBJECTIVES:
+            raise ValueError(
+                f"free_bits floors the KL term of the ELBO; objective {self.objective!r} has "
+                "none: use --objective elbo or meanfield, or drop --free-bits"
+            )
         if isinstance(self.warmup_epochs, bool) or self.warmup_epochs < 0:
             raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -90,6 +106,11 @@ class SemiSupervisedConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.free_bits:
+            raise ValueError(
+                "free_bits applies to the CVAE families' ELBO; the semi-supervised objectives "
+                "take none: drop free_bits (--free-bits)"
+            )
         if self.objective not in SEMI_SUPERVISED_OBJECTIVES:
             raise ValueError(
                 f"objective {self.objective!r} is not available for the semi-supervised model; "

@@ -96,7 +96,8 @@ class Family:
     def objective(self, config: TrainConfig, lean: bool = False):
         """The objective ``config`` names; on the lean path of :mod:`pyro_cvae.infer.lean`
         where one exists and ``lean``."""
-        objective = make_objective(config.objective, config.particles, config.alpha)
+        objective = make_objective(config.objective, config.particles, config.alpha,
+                                   free_bits=config.free_bits)  # fmt: skip
         return lean_objective(objective) if lean else objective
 
     def fns(self, model) -> tuple:

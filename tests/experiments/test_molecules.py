@@ -114,6 +114,27 @@ def test_guidance_rows_share_one_trained_model(tmp_path):
     assert json.loads((run / "config.json").read_text())["model"]["condition_dropout"] == 0.2
 
 
+def test_the_free_bits_row_trains_with_its_floor_and_reports_the_latent_code(tmp_path):
+    argv = ["--tiny", "--variants", "CVAE p(z|c) (free bits 0.25)", "--results-dir", str(tmp_path)]
+    out = _load().main(argv)
+    row = out["models"]["CVAE p(z|c) (free bits 0.25)"]
+    run = tmp_path / "runs" / "cvae-cond-fb25-n300-seed0"
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["train"]["free_bits"] == 0.25 and cfg["model"]["prior"] == "conditional"
+    assert "free_bits" not in cfg["model"]  # a training option, not the model's
+    lat = row["latent"]  # KL per molecule and active coordinates of the tiny model (4 of them)
+    assert lat["kl"] >= 0 and 0 <= lat["active"] <= lat["of"] == 4
+    md = (tmp_path / "molecules.tiny.md").read_text()
+    assert f"{lat['kl']:.3f} | {lat['active']}/4 |" in md
+    # a cached row evaluated before the KL was measured gets it when it is read again
+    saved = json.loads((run / "result.json").read_text())
+    del saved["metrics"]["latent"]
+    (run / "result.json").write_text(json.dumps(saved))
+    again = _load().main(argv)
+    assert again["models"]["CVAE p(z|c) (free bits 0.25)"]["latent"] == lat
+    assert "latent" in json.loads((run / "result.json").read_text())["metrics"]
+
+
 def test_an_unknown_row_is_refused_naming_the_choices():
     with pytest.raises(SystemExit, match=r"unknown rows \['GAN'\]; choose from"):
         _load().main(["--tiny", "--variants", "GAN"])
