@@ -112,9 +112,7 @@ class FreeBitsELBO(ELBO):
                 )
             guide_site = guide_trace.nodes[name]
             if not guide_site["fn"].has_rsample:
-                raise ValueError(
-                    f"free bits needs a reparameterized guide; site {name!r} is not"
-                )
+                raise ValueError(f"free bits needs a reparameterized guide; site {name!r} is not")
             kl = per_coordinate_kl(guide_site["fn"], site["fn"], name)  # (B, D)
             floor = kl.mean(0).clamp(min=self.free_bits)  # (D,): no gradient below lambda
             total = total - site["scale"] * kl.shape[0] * floor.sum()
