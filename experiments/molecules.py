@@ -74,7 +74,7 @@ from pyro import poutine
 
 import pyro_cvae as pc
 from pyro_cvae import fit, load_dataset
-from pyro_cvae.checkpoint import CheckpointError
+from pyro_cvae.checkpoint import CheckpointError, latest_checkpoint
 from pyro_cvae.data.molecules import split_smiles
 from pyro_cvae.evaluate.molecules import (
     PROPERTY_TOLERANCES,
@@ -264,15 +264,16 @@ def _evaluate(model, data, conditional: bool, args, grids: dict) -> dict:
 
 @torch.no_grad()
 def _latent_use(model, data, conditional: bool, n: int = 1000) -> dict:
-    """How much the latent code carries: KL(q(z | x, c) || p(z | c)) per molecule and the
-    coordinates whose mean KL exceeds 0.01 nats (active units), over ``n`` validation molecules;
-    a model whose decoder ignores z has a KL near 0 (posterior collapse)."""
+    """How much the latent code carries, over ``n`` validation molecules: KL(q(z | x, c) ||
+    p(z | c)) per molecule (near 0 when the decoder ignores z: posterior collapse) and the
+    active units of Burda et al. (:func:`pyro_cvae.active_units`)."""
     x = data.val.x[:n].to(model.device)
     y = data.val.y[:n].to(model.device) if conditional else None
     guide = poutine.trace(model.guide).get_trace(x, y)
     prior = poutine.trace(poutine.replay(model.model, trace=guide)).get_trace(x, y)
     kl = per_coordinate_kl(guide.nodes["z"]["fn"], prior.nodes["z"]["fn"]).mean(0)  # (D,)
-    return {"kl": float(kl.sum()), "active": int((kl > 0.01).sum()), "of": int(kl.numel())}
+    active, _ = pc.active_units(model, x, y)
+    return {"kl": float(kl.sum()), "active": active, "of": int(kl.numel())}
 
 
 def _grid_2d(model, schema, values, names, grids: dict, args) -> dict:
@@ -413,7 +414,8 @@ def main(argv=None) -> dict:
         if done_file.exists():
             saved = json.loads(done_file.read_text())
             if _same_budget(saved.get("budget"), out) and saved["metrics"]["epochs"] == done:
-                if "latent" not in saved["metrics"]:  # evaluated before the KL was measured
+                # evaluated before the KL was measured (and its model still at hand)
+                if "latent" not in saved["metrics"] and latest_checkpoint(run) is not None:
                     saved["metrics"]["latent"] = _latent_use(
                         pc.load(run), _row_data(data, fields, args), not fields.get("unconditional")
                     )
@@ -551,8 +553,9 @@ def _markdown(out: dict) -> str:
              "property vectors of training molecules), against MOSES's test set (its shipped "
              "statistics); novelty against all 1.6M MOSES training molecules. KL(q‖p): "
              "KL(q(z | x, c) || p(z | c)) per molecule over 1,000 validation molecules (near 0: "
-             "the decoder ignores z, posterior collapse); active z: the coordinates whose mean "
-             "KL exceeds 0.01 nats.", ""]  # fmt: skip
+             "the decoder ignores z, posterior collapse); active z: the coordinates whose "
+             "posterior mean varies over them by more than 0.01 (Burda et al.'s active units, "
+             "`pc.active_units`).", ""]  # fmt: skip
     lines += _table(out, moses_cols + ["KL(q‖p)", "active z", "train_seconds"],
                     lambda m: [m.get("moses", {}).get(c) for c in moses_cols]
                     + _latent_cells(m) + [m.get("train_seconds")], published=True)  # fmt: skip
