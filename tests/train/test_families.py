@@ -215,7 +215,8 @@ def test_exactly_one_module_runs_a_training_step():
             updates.add(name)
     assert steps == {"train/loop.py"}
     # the SVI step itself (called only by the loop), and Pyro's ELBO.loss_and_grads contract
-    assert backwards == {"infer/svi.py", "infer/objectives.py"}
+    # of the objectives (the registry's and the free-bits ELBO)
+    assert backwards == {"infer/svi.py", "infer/objectives.py", "infer/free_bits.py"}
     assert updates == {"infer/svi.py"}
 
 
