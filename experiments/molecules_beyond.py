@@ -43,6 +43,9 @@ from pyro_cvae.evaluate.molecules import generate_molecules
 from pyro_cvae.models import MoleculeConfig, MoleculeCVAE
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # experiments/molecules.py, whether run as a script or loaded by path
+from molecules import _conditional_medians  # noqa: E402  (the requests of its control (b))
+
 RUN = HERE / "runs" / "molecules" / "cvae-cond-cd20-n100000-seed0"
 RESULTS = HERE / "results" / "molecules_100k"
 PROPERTIES = ("logp", "mw", "tpsa")
@@ -81,15 +84,6 @@ def targets(values: np.ndarray) -> dict[str, float]:
         if side is not None:
             out[name] = float(edge[side] + (k * sd if side == "high" else -k * sd))
     return {name: round(out[name], 3) for name in LADDER}
-
-
-def request(values: np.ndarray, names: list[str], target: str, v: float) -> dict:
-    """``target = v`` with every other property at its median among the 5% of training
-    molecules nearest v in ``target``."""
-    j = names.index(target)
-    near = np.argsort(np.abs(values[:, j] - v))[: max(1, len(values) // 20)]
-    med = np.nanmedian(values[near], axis=0)
-    return {n: (float(v) if n == target else float(med[i])) for i, n in enumerate(names)}
 
 
 def measure(rows: list[dict], prop: str, side: str | None, lo: float, hi: float) -> dict:
@@ -149,7 +143,7 @@ def main(argv=None) -> dict:
         ladder = targets(col)
         out["ranges"][prop] = {"min": lo, "max": hi, "sd": float(np.nanstd(col)),
                                "targets": ladder}  # fmt: skip
-        asked = [request(values, names, prop, v) for v in ladder.values()]
+        asked = [_conditional_medians(values, names, prop, v) for v in ladder.values()]
         for w in guidance:
             pyro.set_rng_seed(args.seed)
             with model.guided(w):
