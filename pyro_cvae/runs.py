@@ -32,6 +32,7 @@ from .judge import evaluate, label_diversity
 from .models import kind_of, save_safetensors
 from .models.contract import config_dict
 from .train import RunFolder
+from .train.run_folder import data_schemas
 
 __all__ = ["FinishedRun", "finish_run", "MODEL_FILE", "SAFETENSORS_FILE", "METRICS_FILE"]
 
@@ -55,17 +56,6 @@ class FinishedRun:
     files: list[Path] = field(default_factory=list)
     figures: list[Path] = field(default_factory=list)
     metrics: dict | None = None
-
-
-def _schemas(model, data: Dataset) -> dict:
-    """The schemas a run stores beside its model: the attribute schema of a model conditioned
-    on it (a model trained ``unconditional`` ignores it), the columns of a table."""
-    extra = {}
-    if data.schema is not None and getattr(getattr(model, "config", None), "condition_dim", 0):
-        extra["attributes"] = data.schema.to_dict()
-    if data.table is not None:
-        extra["table"] = data.table.to_dict()
-    return extra
 
 
 def _train_settings(out: Path, config) -> dict:
@@ -151,7 +141,7 @@ def finish_run(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     done = FinishedRun(out)
-    extra = _schemas(model, data)
+    extra = data_schemas(model, data)
     if "attributes" in extra:
         done.files.append(save_schema(out, data.schema))
     if "table" in extra:

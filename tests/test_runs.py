@@ -71,6 +71,8 @@ def test_a_table_run_stores_its_columns(tmp_path):
     model = pc.CVAE(pc.ModelConfig.for_data(data, latent_dim=2, hidden_dims=(8,)))
     out = tmp_path / "run"
     history = pc.fit(model, data, epochs=1, batch_size=30, out=out, progress=False)
+    assert read_table(out).to_dict() == data.table.to_dict()  # fit wrote it with config.json
+    (out / "table.json").unlink()
     done = pc.finish_run(out, model, data, history, eval_samples=0, figures=False)
     assert done.figures == [] and not (out / "curves.png").exists()
     assert set(done.files) == {out / n for n in ("table.json", *FILES)}

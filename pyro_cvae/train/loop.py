@@ -397,7 +397,8 @@ class _Run:
         return row
 
     def checkpoint(self, epoch: int, step: int, hooks: _Hooks) -> None:
-        """Write a checkpoint of ``epoch``/``step`` (with ``config.json`` the first time)."""
+        """Write a checkpoint of ``epoch``/``step`` (with ``config.json`` and the data's schemas the
+        first time)."""
         if self.out is None:
             return
         if self.is_main and not self._config_written:
@@ -405,6 +406,7 @@ class _Run:
                 "model_class": type(self.model).__name__, "model": config_dict(self.model),
                 "train": self.config.to_dict(), "data": self.data_spec, **self.family.run_info(),
             })  # fmt: skip
+            self.folder.write_schemas(self.model, self.data)
             self._config_written = True
         rng_ranks = self.parallel.gather(rng_state(self.device)) if self.parallel else None
         if not self.is_main:

@@ -32,6 +32,8 @@ from ..data import (
     Dataset,
     TableSchema,
     load_dataset,
+    save_schema,
+    save_table,
 )
 from ..data import read_schema as _read_schema
 from ..data import read_table as _read_table
@@ -349,6 +351,17 @@ def report_nonfinite(out: Path | None, epoch: int, step: int, config, what: str)
 
 
 #: the run's settings: model class and config, training config, data spec, family entries
+def data_schemas(model, data: Dataset) -> dict:
+    """The schemas a run stores beside its model: the attribute schema of a model conditioned
+    on it (a model trained ``unconditional`` ignores it), the columns of a table."""
+    extra = {}
+    if data.schema is not None and getattr(getattr(model, "config", None), "condition_dim", 0):
+        extra["attributes"] = data.schema.to_dict()
+    if data.table is not None:
+        extra["table"] = data.table.to_dict()
+    return extra
+
+
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
 
@@ -415,6 +428,18 @@ class RunFolder:
         is not refused as another run."""
         self.config_path.write_text(json.dumps(entries, indent=2))
         return self.config_path
+
+    def write_schemas(self, model, data: Dataset) -> list[Path]:
+        """Write ``attributes.json`` and ``table.json`` where the run needs them
+        (:func:`data_schemas`): what ``sample --condition`` parses and a table run decodes.
+        :func:`pyro_cvae.fit` writes them with ``config.json``, so a run folder that only
+        trained (no :func:`~pyro_cvae.finish_run`) samples as well."""
+        extra, written = data_schemas(model, data), []
+        if "attributes" in extra:
+            written.append(save_schema(self.path, data.schema))
+        if "table" in extra:
+            written.append(save_table(self.path, data.table))
+        return written
 
     def config(self) -> dict:
         """The contents of ``config.json``.
@@ -483,6 +508,12 @@ class RunFolder:
         name = self.config().get("data", {}).get("name") if self.has_config() else None
         if name in SCHEMAS:
             return SCHEMAS[name]
+        if name is not None and "tokens" in self.data_spec:
+            # a molecule run trained before fit wrote attributes.json: its property ranges are
+            # those of its training subset, which the data set recomputes (cached) from config
+            schema = self.load_data().schema
+            if schema is not None:
+                return schema
         if name is None:  # a model file on its own, out of its run folder
             raise ValueError(
                 f"{self.path} holds no {SCHEMA_FILE}, which names this model's conditions; copy "

@@ -46,7 +46,7 @@ from pyro_cvae.nn.sequence import (  # noqa: E402
     SoftTokenPredictor,
     TokenSequence,
 )
-from pyro_cvae.train import load_run_data  # noqa: E402
+from pyro_cvae.train import load_run_data, load_schema  # noqa: E402
 
 TINY = dict(latent_dim=4, embed_dim=8, hidden_dim=16)
 
@@ -320,6 +320,23 @@ class TestCommands:
         rows = list(csv.DictReader(beyond.read_text().splitlines()))
         assert len(rows) == 3 and all(float(r["requested_logp"]) == 99 for r in rows)
         assert "logp=99" in capsys.readouterr().out
+
+    def test_a_run_that_only_fit_samples_with_its_properties(self, data, tmp_path, capsys):
+        # experiments/molecules.py trains with pc.fit alone (no finish_run): the run folder
+        # still knows the property ranges a request is scaled over
+        run = tmp_path / "fit-only"
+        pyro.set_rng_seed(0)
+        model = MoleculeCVAE(MoleculeConfig.for_data(data, **TINY))
+        pc.fit(model, data, epochs=1, batch_size=64, out=run, progress=False)
+        assert load_schema(run) == data.schema  # fit wrote attributes.json with config.json
+        (run / "attributes.json").unlink()  # a run trained before fit wrote it
+        assert load_schema(run) == data.schema  # recomputed from the run's data spec
+        out = tmp_path / "mols.csv"
+        assert main(["sample", "--run", str(run), "--condition", "logp=1.5", "-n", "4",
+                     "--out", str(out)]) == 0  # fmt: skip
+        rows = list(csv.DictReader(out.read_text().splitlines()))
+        assert len(rows) == 4 and float(rows[0]["requested_logp"]) == 1.5
+        assert "holds no attributes.json" not in capsys.readouterr().err
 
     def test_word_dropout_embed_dim_and_encoder_flags(self, data, tmp_path, capsys):
         run = tmp_path / "run"
