@@ -73,9 +73,9 @@ import torch
 from pyro import poutine
 
 import pyro_cvae as pc
-from pyro_cvae import fit, load_dataset
+from pyro_cvae import fit
 from pyro_cvae.checkpoint import CheckpointError, latest_checkpoint
-from pyro_cvae.data.molecules import split_smiles
+from pyro_cvae.data.molecules import load_moses, split_smiles
 from pyro_cvae.evaluate.molecules import (
     PROPERTY_TOLERANCES,
     control_on_requests,
@@ -372,7 +372,8 @@ def main(argv=None) -> dict:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise SystemExit(f"--variants: unknown rows {unknown}; choose from {list(VARIANTS)}")
-    data = load_dataset("moses", train_size=args.train_size)
+    # --quiet silences the RDKit progress bar of a subset computed the first time, too
+    data = load_moses(args.train_size, progress=not args.quiet)
     names = [a.name for a in data.schema.attributes]
     values = np.array([[v[n] for n in names] for v in data.schema.decode(data.train.y)])
     grids = {t: np.linspace(*np.nanpercentile(values[:, names.index(t)], [10, 90]),
@@ -457,7 +458,7 @@ def _row_data(data, fields: dict, args):
     chosen = fields.get("condition")
     if chosen is None:
         return data
-    return load_dataset("moses", train_size=args.train_size, condition=chosen)
+    return load_moses(args.train_size, properties=chosen, progress=not args.quiet)
 
 
 def _write(out: dict, folder: Path, suffix: str) -> None:
