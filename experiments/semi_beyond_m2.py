@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latent-dim", type=int, default=50, help="z (and M1+M2's z2) width (50)")
     p.add_argument("--aux-dim", type=int, default=100, help="a's width, ADGM/SDGM (100)")
     p.add_argument("--m1-latent-dim", type=int, default=50, help="M1's z1 width (50)")
+    p.add_argument("--m2-x-scale", type=float, default=1.0,
+                   help="M1+M2: initial scale of M2's Gaussian p(z1 | z2, y), learned (1; the "
+                        "image default 0.1 lets M1's unused coordinates swamp M2's bound)")  # fmt: skip
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (1e-3)")
     p.add_argument("--batch-size", type=int, default=100, help="unlabelled images per step")
     p.add_argument("--class-weight", type=float, default=None,
@@ -137,7 +140,8 @@ def train_row(method: str, data, mask, args, seed: int, epochs: int):
                              lr=args.lr, seed=seed, keep_checkpoints=1)  # fmt: skip
         result = fit_m1m2(data, m1_cfg, cfg.replace(num_labels=None), labelled=mask,
                           m1_latent_dim=args.m1_latent_dim, m2_latent_dim=args.latent_dim,
-                          hidden_dims=tuple(args.hidden), out=run, resume=True,
+                          hidden_dims=tuple(args.hidden), m2_x_scale=args.m2_x_scale,
+                          out=run, resume=True,
                           progress=not args.quiet, seed=seed)  # fmt: skip
         return result.m2_history, sum(r["seconds"] for r in result.m1_history.rows)
     shape = dict(image_shape=data.image_shape, num_classes=data.num_classes,
@@ -179,7 +183,8 @@ def write_results(results: dict, out: Path) -> None:
         f"{b['labels']} labelled, test set {b['test_images']} images, dynamic binarisation), "
         f"MLPs with hidden {b['hidden']}, latent z {b['latent_dim']}, auxiliary a "
         f"{b['aux_dim']} (ADGM, SDGM), M1's z1 {b['m1_latent_dim']} (M1 trained "
-        f"{b['m1_epochs']} epochs on every training image), Adam lr {b['lr']}, "
+        f"{b['m1_epochs']} epochs on every training image; M2's p(z1 | z2, y) Gaussian with "
+        f"a learned scale from {b.get('m2_x_scale', 1.0):g}), Adam lr {b['lr']}, "
         f"{b['batch_size']} unlabelled + 100 labelled images per step, classification weight "
         f"{b['class_weight']}, at most {b['max_epochs']} epochs per row; one CPU thread on a "
         "shared 2-core machine. Test error of q(y|x) after the last epoch trained (no model "
@@ -267,7 +272,14 @@ def main(argv: list[str] | None = None) -> dict:
             else args.class_weight or f"0.1 N = {0.1 * n:g}"
         ),
     }  # fmt: skip
-    results = {"command": "python experiments/semi_beyond_m2.py " + " ".join(argv or sys.argv[1:]),
+    if args.m2_x_scale != 1.0:  # budgets of files written before the flag hold the default
+        budget["m2_x_scale"] = args.m2_x_scale
+    # rows written by separate --methods calls share the budget: the command recorded is the one
+    # that writes every row of the file (the same flags, --methods naming the file's rows)
+    given = list(argv or sys.argv[1:])
+    every_row = [a for i, a in enumerate(given) if a != "--methods"
+                 and not (i and given[i - 1] == "--methods") and not a.startswith("--methods=")]  # fmt: skip
+    results = {"command": "python experiments/semi_beyond_m2.py " + " ".join(every_row),
                "updated": None, "budget": budget, "rows": []}  # fmt: skip
     path = out / "semi_beyond_m2.json"
     if path.exists():  # rows of an earlier run of the same budget are kept
@@ -283,6 +295,10 @@ def main(argv: list[str] | None = None) -> dict:
         return bool(stopped)
 
     def save(results: dict) -> None:  # after every call of a row: its row, the files
+        keys = ",".join(dict.fromkeys(r["key"] for r in results["rows"]))
+        results["command"] = "python experiments/semi_beyond_m2.py " + " ".join(
+            [*every_row, "--methods", keys]
+        )
         results["updated"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
         write_results(results, out)
         plot_curves(results["rows"], out / "semi_beyond_m2_error.png")

@@ -5,9 +5,14 @@ Two stages, composed from the library's parts and trained by the one :func:`fit`
 1. **M1**, an unconditional :class:`~pyro_cvae.CVAE` (a VAE; [1]: latent 50, Gaussian
    q(z1 | x)) trained on *every* training image, labelled or not;
 2. **M2** (:class:`~pyro_cvae.M2`) trained semi-supervised on features z1 ~ q(z1 | x), one seeded
-   draw per training image, with a Gaussian likelihood p(z1 | z2, y) (learned scale) and the
-   missing labels enumerated; validation and test images are represented by the mean of
-   q(z1 | x).
+   draw per training image, with a Gaussian likelihood p(z1 | z2, y) (learned scale, starting at
+   1) and the missing labels enumerated; validation and test images are represented by the mean
+   of q(z1 | x).
+
+The scale starts at 1 (``m2_x_scale``), the scale of z1 under M1's prior, not at the image
+default 0.1: at 0.1 the squared error of the coordinates M1 leaves unused (pure N(0, 1) noise in
+the draws) dominates M2's unlabelled bound, and the learned scale moves slowly from there (at
+lr 3e-4). ``experiments/semi_beyond_m2.py --m2-x-scale`` measures both.
 
 The classifier of M1+M2 is M2's q(y | z1) at z1 = the mean of M1's q(z1 | x)
 (:meth:`M1M2.classify`). [1] reports 3.33% test error with 100 MNIST labels (Table 1).
@@ -110,6 +115,7 @@ def fit_m1m2(
     m1_latent_dim: int = 50,
     m2_latent_dim: int = 50,
     hidden_dims: tuple[int, ...] = (500,),
+    m2_x_scale: float = 1.0,
     labelled: torch.Tensor | None = None,
     out: str | Path | None = None,
     resume: bool = False,
@@ -127,6 +133,8 @@ def fit_m1m2(
         m1_latent_dim, m2_latent_dim: widths of z1 and z2 ([1]: 50 and 50).
         hidden_dims: hidden widths of every network ([1]: one layer of 500 for M2, two of 600
             for M1; one tuple here).
+        m2_x_scale: the initial scale of M2's Gaussian p(z1 | z2, y), learned from there
+            (default 1, the scale of z1 under M1's prior; see the module docstring).
         labelled: a boolean mask or indices of the labelled training images (see
             :func:`~pyro_cvae.fit_semisupervised`).
         out: a folder for the two run folders ``m1`` and ``m2`` (None: nothing written).
@@ -149,7 +157,7 @@ def fit_m1m2(
     torch.manual_seed(seed + 1)
     m2 = M2(ModelConfig(image_shape=(m1_latent_dim,), num_classes=data.num_classes,
                         latent_dim=m2_latent_dim, hidden_dims=hidden_dims,
-                        likelihood="gaussian", learn_x_scale=True))  # fmt: skip
+                        likelihood="gaussian", learn_x_scale=True, x_scale=m2_x_scale))  # fmt: skip
     h2 = fit_semisupervised(m2, features, m2_config, labelled=labelled,
                             out=out / "m2" if out else None, resume=resume,
                             progress=progress)  # fmt: skip

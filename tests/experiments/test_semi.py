@@ -106,6 +106,7 @@ def test_beyond_m2_tiny_run_rows_budget_and_resume(tmp_path):
     assert saved == results and saved["budget"]["max_epochs"] == 2
     methods = [r["method"] for r in saved["rows"]]
     assert methods == ["M2", "IW-M2 (K=2)", "M1+M2", "ADGM", "SDGM"]
+    assert saved["command"].endswith("--methods m2,iw-m2,m1m2,adgm,sdgm")  # the file's rows
     for r in saved["rows"]:
         assert r["epochs"] == 2 and r["final"] and len(r["curve"]) == 2
         assert 0 <= r["test_error"] <= 100
@@ -121,6 +122,9 @@ def test_beyond_m2_tiny_run_rows_budget_and_resume(tmp_path):
     more = _load_beyond().main(common + ["--epochs", "3", "--methods", "adgm,m1m2"])
     by_method = {r["method"]: r for r in more["rows"]}
     old = {r["method"]: r for r in saved["rows"]}
+    # the command recorded names the flags and the rows of the file, --methods once
+    assert more["command"].count("--methods") == 1 and "--epochs 3" in more["command"]
+    assert more["command"].endswith("--methods adgm,m1m2")
     for name in ("ADGM", "M1+M2"):
         assert by_method[name]["epochs"] == 3 and by_method[name]["final"]
         assert by_method[name]["curve"][:2] == old[name]["curve"]

@@ -25,6 +25,7 @@ def test_the_stacked_classifier_reads_z1_from_the_m1_encoder(digits_small):
     model = result.model
     assert isinstance(model, M1M2) and model.m2.config.image_shape == (6,)
     assert model.m2.config.likelihood == "gaussian" and model.m2.config.learn_x_scale
+    assert model.m2.config.x_scale == 1.0  # z1's scale under M1's prior, not the image 0.1
     test = data.eval_split("test")
     loc, _ = model.m1.encode(test.x)
     assert torch.equal(model.classify(test.x), model.m2.classify(loc))
@@ -58,3 +59,14 @@ def test_resume_continues_both_stages(digits_small, tmp_path):
     for k, v in straight.model.state_dict().items():
         assert torch.equal(v, resumed.model.state_dict()[k]), k
     assert type(pyro_cvae.load(tmp_path / "b" / "m2")) is pyro_cvae.M2
+
+
+def test_the_initial_scale_of_m2s_likelihood_is_an_argument(digits_small):
+    data = digits_small.subset(100, 20)
+    result = fit_m1m2(
+        data, TrainConfig(epochs=1, lr=3e-3), SemiSupervisedConfig(epochs=1, lr=1e-6, num_labels=20),
+        m1_latent_dim=4, m2_latent_dim=2, hidden_dims=(8,), m2_x_scale=0.1, progress=False,
+    )  # fmt: skip
+    assert result.model.m2.config.x_scale == 0.1
+    # at a learning rate of 1e-6 the learned scale is still where it started
+    assert result.model.m2.likelihood.log_scale.exp().item() == pytest.approx(0.1, rel=1e-3)
