@@ -24,7 +24,7 @@ from pathlib import Path
 from torch import nn
 
 from .checkpoint import save_checkpoint
-from .data import Dataset, save_schema, save_table
+from .data import Dataset
 from .evaluate import semisupervised_metrics
 from .evaluate.molecules import evaluate_molecules
 from .figures import write_figures
@@ -142,10 +142,7 @@ def finish_run(
     out.mkdir(parents=True, exist_ok=True)
     done = FinishedRun(out)
     extra = data_schemas(model, data)
-    if "attributes" in extra:
-        done.files.append(save_schema(out, data.schema))
-    if "table" in extra:
-        done.files.append(save_table(out, data.table))
+    done.files += RunFolder(out).write_schemas(model, data)
     done.files.append(Path(_save_model(model, out / MODEL_FILE, data, extra)))
     done.files.append(save_safetensors(model, out / SAFETENSORS_FILE, metadata=extra))
     rows = history.rows if history is not None else None

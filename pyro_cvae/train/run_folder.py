@@ -350,7 +350,6 @@ def report_nonfinite(out: Path | None, epoch: int, step: int, config, what: str)
     )
 
 
-#: the run's settings: model class and config, training config, data spec, family entries
 def data_schemas(model, data: Dataset) -> dict:
     """The schemas a run stores beside its model: the attribute schema of a model conditioned
     on it (a model trained ``unconditional`` ignores it), the columns of a table."""
@@ -362,6 +361,7 @@ def data_schemas(model, data: Dataset) -> dict:
     return extra
 
 
+#: the run's settings: model class and config, training config, data spec, family entries
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
 
