@@ -279,13 +279,10 @@ class SemiSupervisedFamily(Family):
         reps = math.ceil(steps * B_l * world / self.n_l)
         order_l = torch.cat([torch.randperm(self.n_l, generator=g) for _ in range(reps)])
         order_l = _shard(order_l, shard).to(device)
-        dynamic = self.data.binarize == "dynamic"
         for step in range(start, steps):
             iu = order_u[step * B_u : (step + 1) * B_u]
             il = order_l[step * B_l : (step + 1) * B_l]
-            xu, xl, yl = self.x_u[iu], self.x_l[il], self.y_l[il]
-            if dynamic:
-                xu, xl = binarize_draw(xu), binarize_draw(xl)
+            xu, xl, yl = self.draw(self.x_u[iu]), self.draw(self.x_l[il]), self.y_l[il]
             n = self.n
             weights = (
                 self.n_u / (n * max(xu.shape[0], 1)),
@@ -293,6 +290,11 @@ class SemiSupervisedFamily(Family):
                 self.class_weight / (n * xl.shape[0]),
             )
             yield (xl, yl, xu, weights), 1
+
+    def draw(self, x: torch.Tensor) -> torch.Tensor:
+        """What the model sees of a training batch ``x``: a fresh binarisation of dynamically
+        binarised images (the global torch RNG, so resumable), else ``x`` itself."""
+        return binarize_draw(x) if self.data.binarize == "dynamic" else x
 
     def epoch_metrics(self, model, config, epoch: int) -> dict:
         return {

@@ -4,10 +4,16 @@ Two stages, composed from the library's parts and trained by the one :func:`fit`
 
 1. **M1**, an unconditional :class:`~pyro_cvae.CVAE` (a VAE; [1]: latent 50, Gaussian
    q(z1 | x)) trained on *every* training image, labelled or not;
-2. **M2** (:class:`~pyro_cvae.M2`) trained semi-supervised on features z1 ~ q(z1 | x), one seeded
-   draw per training image, with a Gaussian likelihood p(z1 | z2, y) (learned scale, starting at
-   1) and the missing labels enumerated; validation and test images are represented by the mean
-   of q(z1 | x).
+2. **M2** (:class:`~pyro_cvae.M2`) trained semi-supervised on features z1 ~ q(z1 | x), a fresh
+   draw for every training batch (as in [1]'s code; ``resample=False``: one seeded draw per
+   image, made once), with a Gaussian likelihood p(z1 | z2, y) (learned scale, starting at 1)
+   and the missing labels enumerated; validation and test images are represented by the mean of
+   q(z1 | x).
+
+The fresh draws matter with 100 labels: M2's classifier sees each labelled image as a new z1
+at every step instead of memorising 100 fixed points. Measured on MNIST with 100 labels (the
+committed 100-epoch M1, M2 hidden 500, 15 epochs): 12.79% test error with fresh draws against
+16.49% with one draw per image.
 
 The scale starts at 1 (``m2_x_scale``), the scale of z1 under M1's prior, not at the image
 default 0.1: at 0.1 the squared error of the coordinates M1 leaves unused (pure N(0, 1) noise in
@@ -19,8 +25,9 @@ The classifier of M1+M2 is M2's q(y | z1) at z1 = the mean of M1's q(z1 | x)
 
 Both stages have their own run folder (``out/m1``, ``out/m2``), so :func:`fit_m1m2` with
 ``resume=True`` continues whichever stage was interrupted, with every guarantee of :func:`fit`
-(checkpoints, NaN guards, the resume checks). The draw of the features is seeded, so a resumed
-M2 sees the features it started with.
+(checkpoints, NaN guards, the resume checks). The draws of the features are seeded (the fresh
+ones by the global torch RNG, which checkpoints keep, like dynamic binarisation), so a resumed
+M2 sees the features an uninterrupted one would.
 
 References:
     [1] Kingma, Rezende, Mohamed and Welling, Semi-Supervised Learning with Deep Generative
@@ -35,13 +42,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..data import Dataset, Split, eval_binarize
+from ..checkpoint import CheckpointError
+from ..data import Dataset, Split, binarize_draw, eval_binarize
 from ..models import CVAE, M2, ModelConfig
 from .config import SemiSupervisedConfig, TrainConfig
+from .families import SemiSupervisedFamily
 from .loop import History, fit
-from .semisupervised import fit_semisupervised
 
-__all__ = ["M1M2", "M1M2Result", "fit_m1m2", "m1_features"]
+__all__ = ["M1M2", "M1M2Result", "M1FeatureFamily", "fit_m1m2", "m1_features"]
 
 
 class M1M2(nn.Module):
@@ -107,6 +115,58 @@ def m1_features(m1: CVAE, data: Dataset, seed: int = 0, batch_size: int = 2000) 
     )  # fmt: skip
 
 
+class M1FeatureFamily(SemiSupervisedFamily):
+    """M2's training on M1's features with a fresh draw z1 ~ q(z1 | x) for every batch.
+
+    The data set :func:`fit` receives is :func:`m1_features`' (its validation and test means are
+    what the metrics score, its shapes what the checks read); the training batches are drawn
+    from ``images``, the image data set, through the frozen ``m1``: a fresh binarisation of a
+    dynamically binarised image, then z1 = loc + scale * eps.
+
+    Args:
+        labelled: as for :class:`~pyro_cvae.train.families.SemiSupervisedFamily`.
+        m1: the trained M1 (a :class:`~pyro_cvae.CVAE` with no condition); never updated.
+        images: the image data set M1 was trained on (the same training images, same order).
+    """
+
+    def __init__(self, labelled: torch.Tensor | None, m1: CVAE, images: Dataset):
+        super().__init__(labelled)
+        self.m1, self.images = m1, images
+
+    def setup(self, data: Dataset, config: SemiSupervisedConfig) -> None:
+        super().setup(data, config)
+        x = self.images.train.x.to(self.x_l.device)
+        if x.shape[0] != self.mask.shape[0]:
+            raise ValueError(
+                f"M1FeatureFamily: the features hold {self.mask.shape[0]} training images but "
+                f"images holds {x.shape[0]}; pass the image data set the features came from"
+            )
+        self.x_l, self.x_u = x[self.mask], x[~self.mask]  # images, drawn into z1 per batch
+        self.m1.to(x.device).eval()
+
+    @torch.no_grad()
+    def draw(self, x: torch.Tensor) -> torch.Tensor:
+        """z1 ~ q(z1 | x) for a batch of training images: (B, latent_dim of M1)."""
+        if self.images.binarize == "dynamic":
+            x = binarize_draw(x)
+        loc, scale = self.m1.encode(x)
+        return loc + scale * torch.randn_like(loc)
+
+    def checkpoint_state(self) -> dict:
+        return {**super().checkpoint_state(), "m1_features": "resample"}
+
+    def check_resume(self, path, ckpt: dict) -> None:
+        super().check_resume(path, ckpt)
+        if ckpt.get("m1_features") != "resample":
+            raise CheckpointError(
+                f"{path} was trained on one draw of M1's features per image; continue it with "
+                "fit_m1m2(resample=False), or start the fresh-draw M2 in another folder"
+            )
+
+    def run_info(self) -> dict:
+        return {**super().run_info(), "m1_features": "a fresh draw per batch"}
+
+
 def fit_m1m2(
     data: Dataset,
     m1_config: TrainConfig | None = None,
@@ -116,6 +176,7 @@ def fit_m1m2(
     m2_latent_dim: int = 50,
     hidden_dims: tuple[int, ...] = (500,),
     m2_x_scale: float = 1.0,
+    resample: bool = True,
     labelled: torch.Tensor | None = None,
     out: str | Path | None = None,
     resume: bool = False,
@@ -135,6 +196,8 @@ def fit_m1m2(
             for M1; one tuple here).
         m2_x_scale: the initial scale of M2's Gaussian p(z1 | z2, y), learned from there
             (default 1, the scale of z1 under M1's prior; see the module docstring).
+        resample: draw M2's training features z1 ~ q(z1 | x) afresh for every batch
+            (:class:`M1FeatureFamily`, the default); False: one seeded draw per image, made once.
         labelled: a boolean mask or indices of the labelled training images (see
             :func:`~pyro_cvae.fit_semisupervised`).
         out: a folder for the two run folders ``m1`` and ``m2`` (None: nothing written).
@@ -158,7 +221,8 @@ def fit_m1m2(
     m2 = M2(ModelConfig(image_shape=(m1_latent_dim,), num_classes=data.num_classes,
                         latent_dim=m2_latent_dim, hidden_dims=hidden_dims,
                         likelihood="gaussian", learn_x_scale=True, x_scale=m2_x_scale))  # fmt: skip
-    h2 = fit_semisupervised(m2, features, m2_config, labelled=labelled,
-                            out=out / "m2" if out else None, resume=resume,
-                            progress=progress)  # fmt: skip
+    family = (M1FeatureFamily(labelled, m1, data) if resample
+              else SemiSupervisedFamily(labelled))  # fmt: skip
+    h2 = fit(m2, features, m2_config, family=family, out=out / "m2" if out else None,
+             resume=resume, progress=progress)  # fmt: skip
     return M1M2Result(M1M2(m1, m2).eval(), h1, h2, features)

@@ -92,7 +92,7 @@ def test_beyond_m2_help(capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     for flag in ("--methods", "--particles", "--aux-dim", "--m1-latent-dim", "--tiny",
-                 "--render-only", "--max-minutes"):  # fmt: skip
+                 "--render-only", "--max-minutes", "--m1-draws"):  # fmt: skip
         assert flag in text
 
 
@@ -128,6 +128,21 @@ def test_beyond_m2_tiny_run_rows_budget_and_resume(tmp_path):
     for name in ("ADGM", "M1+M2"):
         assert by_method[name]["epochs"] == 3 and by_method[name]["final"]
         assert by_method[name]["curve"][:2] == old[name]["curve"]
+
+
+def test_beyond_m2_states_what_m1m2s_m2_trains_on(tmp_path):
+    out, runs = tmp_path / "res", tmp_path / "runs"
+    common = ["--tiny", "--quiet", "--methods", "m1m2", "--epochs", "1", "--run-dir", str(runs)]
+    fresh = _load_beyond().main(common + ["--out", str(out / "fresh")])
+    once = _load_beyond().main(common + ["--out", str(out / "once"), "--m1-draws", "once",
+                                         "--run-dir", str(tmp_path / "runs_once")])  # fmt: skip
+    assert "m1_draws" not in fresh["budget"] and once["budget"]["m1_draws"] == "once"
+    assert "--m1-draws once" in once["command"]
+    text = (out / "fresh" / "semi_beyond_m2.md").read_text()
+    assert "trained on a fresh draw z1 ~ q(z1 | x) per batch" in text
+    text = (out / "once" / "semi_beyond_m2.md").read_text()
+    assert "trained on one draw z1 ~ q(z1 | x) per image" in text
+    assert fresh["rows"][0]["curve"] != once["rows"][0]["curve"]
 
 
 def test_beyond_m2_refuses_an_unknown_method(capsys):

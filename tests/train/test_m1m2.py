@@ -1,11 +1,15 @@
 """Tests of M1+M2 (pyro_cvae.train.m1m2): M2 on the features of a VAE."""
 
+import json
+
 import pytest
 import torch
 
 import pyro_cvae
+from pyro_cvae.checkpoint import CheckpointError
 from pyro_cvae.evaluate import accuracy
 from pyro_cvae.train import M1M2, SemiSupervisedConfig, TrainConfig, fit_m1m2, m1_features
+from pyro_cvae.train.m1m2 import M1FeatureFamily
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -70,3 +74,55 @@ def test_the_initial_scale_of_m2s_likelihood_is_an_argument(digits_small):
     assert result.model.m2.config.x_scale == 0.1
     # at a learning rate of 1e-6 the learned scale is still where it started
     assert result.model.m2.likelihood.log_scale.exp().item() == pytest.approx(0.1, rel=1e-3)
+
+
+def test_m2_trains_on_a_fresh_draw_of_z1_per_batch(digits_small):
+    data = digits_small.subset(200, 20)
+    m1 = pyro_cvae.CVAE(image_shape=(1, 8, 8), num_classes=0, latent_dim=4, hidden_dims=(16,))
+    features = m1_features(m1, data, 0)
+    family = M1FeatureFamily(None, m1, data)
+    family.check(_m2(4), features, SemiSupervisedConfig(num_labels=20))
+    family.setup(features, SemiSupervisedConfig(num_labels=20))
+    assert family.x_l.shape == (20, 1, 8, 8) and family.x_u.shape == (180, 1, 8, 8)
+    x = family.x_u[:50]
+    torch.manual_seed(0)
+    a, b = family.draw(x), family.draw(x)
+    assert a.shape == (50, 4) and not torch.equal(a, b)  # a new z1 at every step
+    # the draws are z1 ~ q(z1 | x) of freshly binarised images: their mean over many draws is
+    # the mean over binarisations of M1's loc, their spread M1's scale and the binarisations'
+    torch.manual_seed(1)
+    draws = torch.stack([family.draw(x) for _ in range(4000)])
+    locs, scales = zip(*(m1.encode(pyro_cvae.data.binarize_draw(x)) for _ in range(4000)))
+    locs, scales = torch.stack(locs), torch.stack(scales)
+    assert torch.allclose(draws.mean(0), locs.mean(0), atol=0.06)
+    var = (scales**2).mean(0) + locs.var(0)  # the law of total variance
+    assert torch.allclose(draws.var(0), var, rtol=0.12)
+
+
+def _m2(width):
+    return pyro_cvae.M2(pyro_cvae.ModelConfig(image_shape=(width,), num_classes=10, latent_dim=2,
+                                              hidden_dims=(8,), likelihood="gaussian"))  # fmt: skip
+
+
+def test_one_draw_per_image_is_an_argument_and_is_not_resumed_as_fresh(digits_small, tmp_path):
+    data = digits_small.subset(300, 60)
+    once = fit_m1m2(
+        data, TrainConfig(epochs=2, lr=3e-3),
+        SemiSupervisedConfig(epochs=1, lr=3e-3, num_labels=50, labelled_batch_size=20),
+        m1_latent_dim=6, m2_latent_dim=3, hidden_dims=(16,), resample=False, out=tmp_path,
+        progress=False,
+    )  # fmt: skip
+    fresh = _fit(data, m2_epochs=1)
+    assert once.m2_history.column("train_loss") != fresh.m2_history.column("train_loss")
+    config = json.loads((tmp_path / "m2" / "config.json").read_text())
+    assert "m1_features" not in config
+    with pytest.raises(CheckpointError, match="resample=False"):
+        _fit(data, tmp_path, resume=True, m2_epochs=2)
+    saved = json.loads((tmp_path / "m2" / "config.json").read_text())
+    assert saved == config  # the refused resume wrote nothing
+
+
+def test_a_fresh_draw_run_records_its_features(digits_small, tmp_path):
+    _fit(digits_small.subset(100, 20), tmp_path, m2_epochs=1)
+    config = json.loads((tmp_path / "m2" / "config.json").read_text())
+    assert config["m1_features"] == "a fresh draw per batch"
