@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--m1-draws", choices=("batch", "once"), default="batch",
                    help="M1+M2: draw M2's features z1 ~ q(z1 | x) afresh for every batch "
                         "(batch, as Kingma et al.'s code) or once per image (once)")  # fmt: skip
+    p.add_argument("--m1-units", choices=("active", "all"), default="active",
+                   help="M1+M2: the coordinates of z1 M2 sees, M1's active units (active) or "
+                        "every one (all); --tiny uses all (its M1 has too few active)")  # fmt: skip
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (1e-3)")
     p.add_argument("--batch-size", type=int, default=100, help="unlabelled images per step")
     p.add_argument("--class-weight", type=float, default=None,
@@ -115,6 +118,8 @@ def _tiny(args, argv) -> None:
     args.particles, args.lr, args.epochs_per_call = 2, 3e-3, 1
     if "--epochs" not in given:
         args.epochs = 2
+    if "--m1-units" not in given:
+        args.m1_units = "all"
 
 
 def _class_weight(args, n: int) -> float | None:
@@ -144,7 +149,7 @@ def train_row(method: str, data, mask, args, seed: int, epochs: int):
         result = fit_m1m2(data, m1_cfg, cfg.replace(num_labels=None), labelled=mask,
                           m1_latent_dim=args.m1_latent_dim, m2_latent_dim=args.latent_dim,
                           hidden_dims=tuple(args.hidden), m2_x_scale=args.m2_x_scale,
-                          resample=args.m1_draws == "batch",
+                          resample=args.m1_draws == "batch", units=args.m1_units,
                           out=run, resume=True,
                           progress=not args.quiet, seed=seed)  # fmt: skip
         return result.m2_history, sum(r["seconds"] for r in result.m1_history.rows)
@@ -179,6 +184,10 @@ _DRAWS = {
 }
 
 
+#: which coordinates of z1 M2 of M1+M2 sees, by ``--m1-units``
+_UNITS = {"active": "M1's active units", "all": "every unit of z1"}
+
+
 def write_results(results: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "semi_beyond_m2.json").write_text(json.dumps(results, indent=2))
@@ -196,7 +205,8 @@ def write_results(results: dict, out: Path) -> None:
         f"{b['aux_dim']} (ADGM, SDGM), M1's z1 {b['m1_latent_dim']} (M1 trained "
         f"{b['m1_epochs']} epochs on every training image; M2's p(z1 | z2, y) Gaussian with "
         f"a learned scale from {b.get('m2_x_scale', 1.0):g}, trained on "
-        f"{_DRAWS[b.get('m1_draws', 'batch')]}), Adam lr {b['lr']}, "
+        f"{_DRAWS[b.get('m1_draws', 'batch')]} at {_UNITS[b.get('m1_units', 'active')]}), "
+        f"Adam lr {b['lr']}, "
         f"{b['batch_size']} unlabelled + 100 labelled images per step, classification weight "
         f"{b['class_weight']}, at most {b['max_epochs']} epochs per row; one CPU thread on a "
         "shared 2-core machine. Test error of q(y|x) after the last epoch trained (no model "
@@ -288,6 +298,8 @@ def main(argv: list[str] | None = None) -> dict:
         budget["m2_x_scale"] = args.m2_x_scale
     if args.m1_draws != "batch":  # files written before the flag drew once: their budgets say so
         budget["m1_draws"] = args.m1_draws
+    if args.m1_units != "active":  # files written before the flag used every unit: they say so
+        budget["m1_units"] = args.m1_units
     # rows written by separate --methods calls share the budget: the command recorded is the one
     # that writes every row of the file (the same flags, --methods naming the file's rows)
     given = list(argv or sys.argv[1:])

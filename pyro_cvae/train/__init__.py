@@ -20,7 +20,7 @@ from .families import (
     labelled_mask,
 )
 from .loop import History, fit, kl_weight
-from .m1m2 import M1M2, M1M2Result, fit_m1m2, m1_features
+from .m1m2 import M1M2, M1M2Result, fit_m1m2, m1_features, m1_units
 from .quadrants import train_quadrants
 from .run_folder import (
     READER_OUTPUTS,
@@ -71,6 +71,7 @@ __all__ = [
     "load_run_data",
     "load_schema",
     "m1_features",
+    "m1_units",
     "output_path",
     "run_binarizes",
     "train_classifier",

@@ -92,7 +92,7 @@ def test_beyond_m2_help(capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     for flag in ("--methods", "--particles", "--aux-dim", "--m1-latent-dim", "--tiny",
-                 "--render-only", "--max-minutes", "--m1-draws"):  # fmt: skip
+                 "--render-only", "--max-minutes", "--m1-draws", "--m1-units"):  # fmt: skip
         assert flag in text
 
 
@@ -139,7 +139,8 @@ def test_beyond_m2_states_what_m1m2s_m2_trains_on(tmp_path):
     assert "m1_draws" not in fresh["budget"] and once["budget"]["m1_draws"] == "once"
     assert "--m1-draws once" in once["command"]
     text = (out / "fresh" / "semi_beyond_m2.md").read_text()
-    assert "trained on a fresh draw z1 ~ q(z1 | x) per batch" in text
+    assert "trained on a fresh draw z1 ~ q(z1 | x) per batch at every unit of z1" in text
+    assert fresh["budget"]["m1_units"] == "all"  # --tiny's M1 has too few active units
     text = (out / "once" / "semi_beyond_m2.md").read_text()
     assert "trained on one draw z1 ~ q(z1 | x) per image" in text
     assert fresh["rows"][0]["curve"] != once["rows"][0]["curve"]

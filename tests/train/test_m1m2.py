@@ -9,37 +9,57 @@ import pyro_cvae
 from pyro_cvae.checkpoint import CheckpointError
 from pyro_cvae.evaluate import accuracy
 from pyro_cvae.train import M1M2, SemiSupervisedConfig, TrainConfig, fit_m1m2, m1_features
-from pyro_cvae.train.m1m2 import M1FeatureFamily
+from pyro_cvae.train.m1m2 import M1FeatureFamily, m1_units
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _fit(data, out=None, resume=False, m2_epochs=2):
+def _fit(data, out=None, resume=False, m2_epochs=2, **kwargs):
     return fit_m1m2(
         data, TrainConfig(epochs=2, lr=3e-3),
         SemiSupervisedConfig(epochs=m2_epochs, lr=3e-3, num_labels=50, labelled_batch_size=20),
         m1_latent_dim=6, m2_latent_dim=3, hidden_dims=(16,), out=out, resume=resume,
-        progress=False,
+        progress=False, **kwargs,
     )  # fmt: skip
 
 
-def test_the_stacked_classifier_reads_z1_from_the_m1_encoder(digits_small):
+@pytest.mark.parametrize("units", ["active", "all"])
+def test_the_stacked_classifier_reads_z1_from_the_m1_encoder(digits_small, units):
     data = digits_small.subset(300, 60)
-    result = _fit(data)
+    result = _fit(data, units=units)
     model = result.model
-    assert isinstance(model, M1M2) and model.m2.config.image_shape == (6,)
+    keep = m1_units(model.m1, data) if units == "active" else torch.arange(6)
+    assert torch.equal(model.units, keep) and (units == "all" or len(keep) < 6)
+    assert isinstance(model, M1M2) and model.m2.config.image_shape == (len(keep),)
     assert model.m2.config.likelihood == "gaussian" and model.m2.config.learn_x_scale
     assert model.m2.config.x_scale == 1.0  # z1's scale under M1's prior, not the image 0.1
     test = data.eval_split("test")
     loc, _ = model.m1.encode(test.x)
+    loc = loc[:, keep]  # M2 sees the units only
     assert torch.equal(model.classify(test.x), model.m2.classify(loc))
     assert torch.allclose(model.class_probs(test.x).sum(-1), torch.ones(60))
     # the accuracy M2's training reports is that of the stacked classifier on the images
     assert result.m2_history.last["test_accuracy"] == accuracy(model, test)
     # M1 saw every training image, M2 its features: one per image, labels kept
-    assert result.features.train.x.shape == (300, 6)
+    assert result.features.train.x.shape == (300, len(keep))
     assert torch.equal(result.features.train.y, data.train.y)
     assert torch.equal(result.features.test.x, loc)
+
+
+def test_m1s_active_units_are_those_whose_posterior_mean_varies(digits_small):
+    data = digits_small.subset(200, 20)
+    m1 = pyro_cvae.CVAE(image_shape=(1, 8, 8), num_classes=0, latent_dim=4, hidden_dims=(16,))
+    with torch.no_grad():  # the means vary with x, but unit 1 reads no pixel: a constant
+        m1.encoder.net[-1].weight.mul_(20)
+        m1.encoder.net[-1].weight[1].zero_()
+    loc, _ = m1.encode(data.eval_split("train").x)
+    by_hand = torch.nonzero(loc.var(0) > 1e-2).flatten()
+    assert torch.equal(m1_units(m1, data), by_hand) and 1 not in by_hand.tolist()
+    assert len(by_hand) == 3
+    with pytest.raises(ValueError, match="no active unit.*units='all'"):
+        m1_units(m1, data, threshold=1e6)
+    with pytest.raises(ValueError, match="units must be one of"):
+        _fit(data, units="some")
 
 
 def test_features_are_seeded_draws_of_q(digits_small):
@@ -123,6 +143,7 @@ def test_one_draw_per_image_is_an_argument_and_is_not_resumed_as_fresh(digits_sm
 
 
 def test_a_fresh_draw_run_records_its_features(digits_small, tmp_path):
-    _fit(digits_small.subset(100, 20), tmp_path, m2_epochs=1)
+    result = _fit(digits_small.subset(300, 60), tmp_path, m2_epochs=1)
     config = json.loads((tmp_path / "m2" / "config.json").read_text())
     assert config["m1_features"] == "a fresh draw per batch"
+    assert config["m1_units"] == result.model.units.tolist()
