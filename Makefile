@@ -70,12 +70,13 @@ experiments: setup
 	# M1+M2 on digits with M2 on one draw of z1 per image, from scale 1 and from 0.1 (seconds)
 	$(BIN)/python experiments/semi_beyond_m2.py --dataset digits --labels 100 --epochs 100 \
 		--hidden 64 --latent-dim 4 --aux-dim 4 --m1-latent-dim 8 --lr 3e-3 --class-weight 1000 \
-		--epochs-per-call 25 --threads 1 --quiet --methods m1m2 --m1-draws once \
+		--epochs-per-call 25 --threads 1 --quiet --methods m1m2 --m1-draws once --m1-units all \
 		--out experiments/results/semi_beyond_m2_digits/m1_draws_once \
 		--run-dir experiments/runs/semi_beyond_m2_digits_one_draw
 	$(BIN)/python experiments/semi_beyond_m2.py --dataset digits --labels 100 --epochs 100 \
 		--hidden 64 --latent-dim 4 --aux-dim 4 --m1-latent-dim 8 --lr 3e-3 --class-weight 1000 \
-		--epochs-per-call 25 --threads 1 --quiet --methods m1m2 --m1-draws once --m2-x-scale 0.1 \
+		--epochs-per-call 25 --threads 1 --quiet --methods m1m2 --m1-draws once --m1-units all \
+		--m2-x-scale 0.1 \
 		--out experiments/results/semi_beyond_m2_digits/m2_x_scale_0.1 \
 		--run-dir experiments/runs/semi_beyond_m2_digits_xs01
 	# digits rows (defaults), then the reduced MNIST rows; each results .md states its budget
@@ -137,9 +138,9 @@ experiments-long: setup
 	# M1+M2 (Kingma et al. 2014: z1 50, z2 50, hidden 500), M1 100 epochs on every image first
 	$(LONG_BEYOND) --methods m1m2 --hidden 500 --latent-dim 50 --m1-latent-dim 50 \
 		--out experiments/results/long/semi_m1m2
-	# the same with M2 on one draw of z1 per image (the first M1+M2 row, for comparison)
+	# the first M1+M2 row, for comparison: M2 on one draw of z1 per image, every unit of z1
 	$(LONG_BEYOND) --methods m1m2 --hidden 500 --latent-dim 50 --m1-latent-dim 50 \
-		--m1-draws once --run-dir experiments/runs/semi_beyond_long_one_draw \
+		--m1-draws once --m1-units all --run-dir experiments/runs/semi_beyond_long_one_draw \
 		--out experiments/results/long/semi_m1m2/one_draw
 	# VampPrior (500 pseudo-inputs, KL warm-up) against the standard normal prior, 100 epochs
 	$(BIN)/python experiments/priors.py --rows "normal VAE,vamp VAE" --epochs 100 \
