@@ -138,6 +138,11 @@ experiments-long: setup
 	# M1+M2 (Kingma et al. 2014: z1 50, z2 50, hidden 500), M1 100 epochs on every image first
 	$(LONG_BEYOND) --methods m1m2 --hidden 500 --latent-dim 50 --m1-latent-dim 50 \
 		--out experiments/results/long/semi_m1m2
+	# M1+M2 with 1000 and 3000 labels (Kingma et al.: 2.40% and 2.18%), the same M1
+	$(LONG_BEYOND) --methods m1m2 --hidden 500 --latent-dim 50 --m1-latent-dim 50 \
+		--labels 1000 --out experiments/results/long/semi_m1m2_1000
+	$(LONG_BEYOND) --methods m1m2 --hidden 500 --latent-dim 50 --m1-latent-dim 50 \
+		--labels 3000 --out experiments/results/long/semi_m1m2_3000
 	# the first M1+M2 row, for comparison: M2 on one draw of z1 per image, every unit of z1
 	$(LONG_BEYOND) --methods m1m2 --hidden 500 --latent-dim 50 --m1-latent-dim 50 \
 		--m1-draws once --m1-units all --run-dir experiments/runs/semi_beyond_long_one_draw \

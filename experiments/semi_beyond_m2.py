@@ -48,8 +48,13 @@ sys.path.insert(0, str(HERE))  # experiments/_common.py, whether run as a script
 from _common import ResultsRows, markdown_table, run_row  # noqa: E402
 
 METHODS = ("m2", "iw-m2", "m1m2", "adgm", "sdgm")
-#: test error (%) at 100 MNIST labels in the papers: Kingma et al. 2014, Maaløe et al. 2016
-PAPER_ERROR_100 = {"m2": 11.97, "m1m2": 3.33, "adgm": 0.96, "sdgm": 1.32}
+#: test error (%) on MNIST in the papers, by number of labels: Kingma et al. 2014 (Table 1),
+#: Maaløe et al. 2016 (100 labels only)
+PAPER_ERROR = {
+    100: {"m2": 11.97, "m1m2": 3.33, "adgm": 0.96, "sdgm": 1.32},
+    1000: {"m2": 3.60, "m1m2": 2.40},
+    3000: {"m2": 3.92, "m1m2": 2.18},
+}
 
 
 def _methods(text: str) -> list[str]:
@@ -192,7 +197,15 @@ def write_results(results: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "semi_beyond_m2.json").write_text(json.dumps(results, indent=2))
     b = results["budget"]
-    mnist100 = b["dataset"] == "mnist" and b["labels"] == 100
+    papers = PAPER_ERROR.get(b["labels"], {}) if b["dataset"] == "mnist" else {}
+    m1m2 = ""  # M1+M2's settings, where the file has an M1+M2 row
+    if any(r["key"] == "m1m2" for r in results["rows"]):
+        m1m2 = (
+            f"M1's z1 {b['m1_latent_dim']} (M1 trained {b['m1_epochs']} epochs on every "
+            f"training image; M2's p(z1 | z2, y) Gaussian with a learned scale from "
+            f"{b.get('m2_x_scale', 1.0):g}, trained on {_DRAWS[b.get('m1_draws', 'batch')]} "
+            f"at {_UNITS[b.get('m1_units', 'active')]}), "
+        )
     lines = [
         "# Semi-supervised learning beyond M2 (issue 29)",
         "",
@@ -202,11 +215,7 @@ def write_results(results: dict, out: Path) -> None:
         f"Budget: data set **{b['dataset']}** ({b['train_images']} training images, "
         f"{b['labels']} labelled, test set {b['test_images']} images, dynamic binarisation), "
         f"MLPs with hidden {b['hidden']}, latent z {b['latent_dim']}, auxiliary a "
-        f"{b['aux_dim']} (ADGM, SDGM), M1's z1 {b['m1_latent_dim']} (M1 trained "
-        f"{b['m1_epochs']} epochs on every training image; M2's p(z1 | z2, y) Gaussian with "
-        f"a learned scale from {b.get('m2_x_scale', 1.0):g}, trained on "
-        f"{_DRAWS[b.get('m1_draws', 'batch')]} at {_UNITS[b.get('m1_units', 'active')]}), "
-        f"Adam lr {b['lr']}, "
+        f"{b['aux_dim']} (ADGM, SDGM), {m1m2}Adam lr {b['lr']}, "
         f"{b['batch_size']} unlabelled + 100 labelled images per step, classification weight "
         f"{b['class_weight']}, at most {b['max_epochs']} epochs per row; one CPU thread on a "
         "shared 2-core machine. Test error of q(y|x) after the last epoch trained (no model "
@@ -215,11 +224,11 @@ def write_results(results: dict, out: Path) -> None:
     ]
     table = []
     for r in results["rows"]:
-        paper = PAPER_ERROR_100.get(r["key"]) if mnist100 else None
+        paper = papers.get(r["key"])
         status = "final" if r["final"] else f"still training (budget {b['max_epochs']} epochs)"
         table.append([
             r["method"], r["epochs"], f"{r['test_error']:.2f}", f"{r['val_error']:.2f}",
-            f"{r['train_seconds']:.0f}", paper if paper else "-", r["seed"], status,
+            f"{r['train_seconds']:.0f}", f"{paper:.2f}" if paper else "-", r["seed"], status,
         ])  # fmt: skip
     lines += markdown_table(
         ["method", "epochs", "test error %", "val error %", "train s", "paper error %", "seed",
@@ -237,7 +246,7 @@ def write_results(results: dict, out: Path) -> None:
         "A row is rewritten after every call of `--epochs-per-call` epochs; 'final' once it "
         "reached the budget's epochs. Run the command again to continue the rows still training.",
         "Paper: Kingma et al. (2014, Table 1) for M2 and M1+M2, Maaløe et al. (2016) for ADGM "
-        "and SDGM, MNIST with 100 labels (shown only for that setting).",
+        "and SDGM (100 labels only), on MNIST (shown only for MNIST).",
         "",
         "![test error against epoch](semi_beyond_m2_error.png)",
     ]

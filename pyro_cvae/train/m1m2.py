@@ -17,9 +17,10 @@ M2's bound must model and its classifier, from 100 labels, must learn to ignore 
 MNIST after 100 epochs of M1).
 
 The fresh draws matter with 100 labels: M2's classifier sees each labelled image as a new z1
-at every step instead of memorising 100 fixed points. Measured on MNIST with 100 labels (the
-committed 100-epoch M1, M2 hidden 500, 15 epochs): 12.79% test error with fresh draws against
-16.49% with one draw per image.
+at every step instead of memorising 100 fixed points. Measured with 100 MNIST labels, M1 and M2
+100 epochs each (``make experiments-long``, ``experiments/results/long/semi_m1m2/``): 4.38% test
+error with fresh draws at the 26 active units, against 11.47% from one draw per image at all 50
+units ([1]: 3.33%); on digits 25.35% against 32.59% (every unit of its M1 is active).
 
 The scale starts at 1 (``m2_x_scale``), the scale of z1 under M1's prior, not at the image
 default 0.1: at 0.1 the squared error of the coordinates M1 leaves unused (pure N(0, 1) noise in

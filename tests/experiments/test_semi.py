@@ -146,6 +146,26 @@ def test_beyond_m2_states_what_m1m2s_m2_trains_on(tmp_path):
     assert fresh["rows"][0]["curve"] != once["rows"][0]["curve"]
 
 
+def test_beyond_m2_table_shows_the_papers_number_for_its_labels(tmp_path):
+    module = _load_beyond()
+    budget = {"dataset": "mnist", "train_images": 50000, "test_images": 10000, "labels": 1000,
+              "hidden": [500], "latent_dim": 50, "aux_dim": 100, "m1_latent_dim": 50,
+              "m1_epochs": 100, "lr": 1e-3, "batch_size": 100, "max_epochs": 100,
+              "particles": 5, "class_weight": "0.1 N"}  # fmt: skip
+    row = {"method": "M1+M2", "key": "m1m2", "epochs": 100, "final": True, "test_error": 3.71,
+           "val_error": 3.6, "train_seconds": 10.0, "seed": 0, "curve": [5.0, 3.71]}  # fmt: skip
+    results = {"command": "c", "updated": "now", "budget": budget, "rows": [row]}
+    module.write_results(results, tmp_path / "a")
+    text = (tmp_path / "a" / "semi_beyond_m2.md").read_text()
+    assert "| M1+M2 | 100 | 3.71 | 3.60 | 10 | 2.40 | 0 | final |" in text  # Kingma's 1000
+    assert "M1's z1 50" in text
+    adgm = {**row, "method": "ADGM", "key": "adgm"}  # no paper number at 1000 labels
+    module.write_results({**results, "rows": [adgm]}, tmp_path / "b")
+    text = (tmp_path / "b" / "semi_beyond_m2.md").read_text()
+    assert "| ADGM | 100 | 3.71 | 3.60 | 10 | - | 0 | final |" in text
+    assert "M1's z1" not in text  # M1+M2's settings only where it has a row
+
+
 def test_beyond_m2_refuses_an_unknown_method(capsys):
     with pytest.raises(SystemExit):
         _load_beyond().main(["--methods", "m3"])
