@@ -147,6 +147,12 @@ experiments-long: setup
 	$(LONG_BEYOND) --methods m1m2 --hidden 500 --latent-dim 50 --m1-latent-dim 50 \
 		--m1-draws once --m1-units all --run-dir experiments/runs/semi_beyond_long_one_draw \
 		--out experiments/results/long/semi_m1m2/one_draw
+	# Pyro's SS-VAE tutorial recipe as an M2 row (examples/vae/ss_vae_M2.py: softplus, hidden
+	# 500, z 50, Adam lr 4.2e-4 beta1 0.95, aux-loss multiplier 46 a labelled image, 50 epochs)
+	$(BIN)/python experiments/semi_beyond_m2.py --dataset mnist --labels 100 --epochs 50 \
+		--class-weight 4600 --threads 1 --quiet --epochs-per-call 1 --methods m2 --hidden 500 \
+		--latent-dim 50 --activation softplus --adam-beta1 0.95 --lr 4.2e-4 \
+		--run-dir experiments/runs/semi_pyro_recipe --out experiments/results/long/semi_pyro_recipe
 	# VampPrior (500 pseudo-inputs, KL warm-up) against the standard normal prior, 100 epochs
 	$(BIN)/python experiments/priors.py --rows "normal VAE,vamp VAE" --epochs 100 \
 		--pseudo-inputs 500 --warmup-epochs 20 --eval-images 1000 --threads 1 \

@@ -41,6 +41,7 @@ import pyro_cvae
 from pyro_cvae.cli.types import int_list, nonnegative_int_list
 from pyro_cvae.data import partial_labels
 from pyro_cvae.models import ADGM, M2, SDGM, AuxiliaryConfig, ModelConfig
+from pyro_cvae.nn.nets import ACTIVATIONS
 from pyro_cvae.train import SemiSupervisedConfig, TrainConfig, fit_m1m2, fit_semisupervised
 
 HERE = Path(__file__).resolve().parent
@@ -65,6 +66,16 @@ def _methods(text: str) -> list[str]:
             f"unknown method(s) {bad}; choose from {', '.join(METHODS)}"
         )
     return names
+
+
+def _beta1(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1) such as 0.9, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="M1+M2: the coordinates of z1 M2 sees, M1's active units (active) or "
                         "every one (all); --tiny uses all (its M1 has too few active)")  # fmt: skip
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (1e-3)")
+    p.add_argument("--adam-beta1", type=_beta1, default=0.9,
+                   help="Adam's first-moment decay (torch's 0.9; Pyro's SS-VAE tutorial 0.95)")  # fmt: skip
+    p.add_argument("--activation", choices=tuple(ACTIVATIONS), default="relu",
+                   help="hidden units of M2, ADGM, SDGM (relu; Pyro's tutorial softplus)")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=100, help="unlabelled images per step")
     p.add_argument("--class-weight", type=float, default=None,
                    help="alpha, total weight of the classification loss (default 0.1 N)")  # fmt: skip
@@ -145,12 +160,14 @@ def train_row(method: str, data, mask, args, seed: int, epochs: int):
     cfg = SemiSupervisedConfig(
         epochs=epochs, batch_size=args.batch_size, lr=args.lr, num_labels=args.labels,
         label_seed=seed, seed=seed, keep_checkpoints=1, class_weight=_class_weight(args, n),
+        adam_beta1=args.adam_beta1,
         objective="iwae" if method == "iw-m2" else "elbo",
         particles=args.particles if method == "iw-m2" else 1,
     )  # fmt: skip
     if method == "m1m2":
         m1_cfg = TrainConfig(epochs=args.m1_epochs or args.epochs, batch_size=args.batch_size,
-                             lr=args.lr, seed=seed, keep_checkpoints=1)  # fmt: skip
+                             lr=args.lr, adam_beta1=args.adam_beta1, seed=seed,
+                             keep_checkpoints=1)  # fmt: skip
         result = fit_m1m2(data, m1_cfg, cfg.replace(num_labels=None), labelled=mask,
                           m1_latent_dim=args.m1_latent_dim, m2_latent_dim=args.latent_dim,
                           hidden_dims=tuple(args.hidden), m2_x_scale=args.m2_x_scale,
@@ -159,7 +176,8 @@ def train_row(method: str, data, mask, args, seed: int, epochs: int):
                           progress=not args.quiet, seed=seed)  # fmt: skip
         return result.m2_history, sum(r["seconds"] for r in result.m1_history.rows)
     shape = dict(image_shape=data.image_shape, num_classes=data.num_classes,
-                 latent_dim=args.latent_dim, hidden_dims=tuple(args.hidden))  # fmt: skip
+                 latent_dim=args.latent_dim, hidden_dims=tuple(args.hidden),
+                 activation=args.activation)  # fmt: skip
     pyro.set_rng_seed(seed)
     if method in ("adgm", "sdgm"):
         model = (ADGM if method == "adgm" else SDGM)(AuxiliaryConfig(**shape, aux_dim=args.aux_dim))
@@ -214,8 +232,9 @@ def write_results(results: dict, out: Path) -> None:
         "",
         f"Budget: data set **{b['dataset']}** ({b['train_images']} training images, "
         f"{b['labels']} labelled, test set {b['test_images']} images, dynamic binarisation), "
-        f"MLPs with hidden {b['hidden']}, latent z {b['latent_dim']}, auxiliary a "
-        f"{b['aux_dim']} (ADGM, SDGM), {m1m2}Adam lr {b['lr']}, "
+        f"MLPs with hidden {b['hidden']} ({b.get('activation', 'relu')}), latent z "
+        f"{b['latent_dim']}, auxiliary a {b['aux_dim']} (ADGM, SDGM), {m1m2}Adam lr {b['lr']} "
+        f"(beta1 {b.get('adam_beta1', 0.9):g}), "
         f"{b['batch_size']} unlabelled + 100 labelled images per step, classification weight "
         f"{b['class_weight']}, at most {b['max_epochs']} epochs per row; one CPU thread on a "
         "shared 2-core machine. Test error of q(y|x) after the last epoch trained (no model "
@@ -309,6 +328,10 @@ def main(argv: list[str] | None = None) -> dict:
         budget["m1_draws"] = args.m1_draws
     if args.m1_units != "active":  # files written before the flag used every unit: they say so
         budget["m1_units"] = args.m1_units
+    if args.adam_beta1 != 0.9:  # flags added later: the budgets of older files hold the default
+        budget["adam_beta1"] = args.adam_beta1
+    if args.activation != "relu":
+        budget["activation"] = args.activation
     # rows written by separate --methods calls share the budget: the command recorded is the one
     # that writes every row of the file (the same flags, --methods naming the file's rows)
     given = list(argv or sys.argv[1:])

@@ -168,6 +168,11 @@ def add_parser(sub) -> None:
         help=f"epsilon of Adam ({_train_default('adam_eps')}, torch's; the IWAE paper uses 1e-4)",
     )  # fmt: skip
     t.add_argument(
+        "--adam-beta1", type=float, default=None, metavar="B1",
+        help=f"first-moment decay of Adam ({_train_default('adam_beta1')}, torch's; Pyro's SS-VAE "
+        "tutorial uses 0.95)",
+    )  # fmt: skip
+    t.add_argument(
         "--likelihood",
         default=None,
         choices=list(LIKELIHOODS),
@@ -318,7 +323,7 @@ def _train_config(args, family: str, recorded: dict | None = None) -> TrainConfi
         particles=args.particles, alpha=args.alpha, beta=args.beta, free_bits=args.free_bits,
         warmup_epochs=args.warmup_epochs, seed=args.seed, device=args.device,
         keep_checkpoints=args.keep_checkpoints, skip_nonfinite=args.skip_nonfinite,
-        adam_eps=args.adam_eps, lean=False if args.no_lean else None,
+        adam_eps=args.adam_eps, adam_beta1=args.adam_beta1, lean=False if args.no_lean else None,
     )  # fmt: skip
     if family == "semi-supervised":  # --seed also draws the labelled subset
         fields.update(num_labels=args.labels, label_fraction=args.label_fraction,

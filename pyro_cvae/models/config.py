@@ -66,7 +66,7 @@ class ModelConfig(FrozenConfig):
     latent_dim: int = 8
     hidden_dims: tuple[int, ...] = (256, 256)
     net: str = "mlp"  # a key of NETS: "mlp", "conv", or a name given to pyro_cvae.register_net
-    activation: str = "relu"  # of the hidden layers: relu, or tanh as in the IWAE paper
+    activation: str = "relu"  # of the hidden layers: relu, tanh (IWAE paper) or softplus (M2)
     # regularisers of the encoder and decoder's hidden layers: dropout probability (0: none) and
     # batch norm (running statistics in eval mode, so evaluation is per item)
     dropout: float = 0.0

@@ -70,7 +70,8 @@ class M2(CVAE):
             )
         super().__init__(config)
         C = config.num_classes
-        self.classifier = Classifier(config.image_shape, C, config.hidden_dims)
+        # q(y | x) has the hidden units of the encoder and decoder (it was ReLU before 2026-12)
+        self.classifier = Classifier(config.image_shape, C, config.hidden_dims, config.activation)
         self.register_buffer("y_logits", torch.zeros(C))  # uniform p(y)
 
     # ------------------------------------------------------------------ distributions

@@ -46,8 +46,12 @@ __all__ = [
 ]
 
 #: activation name -> module class; ``ModelConfig.activation`` is one of its keys (the IWAE paper
-#: uses tanh, most VAE code ReLU)
-ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
+#: uses tanh, Kingma et al.'s M2 code and Pyro's SS-VAE tutorial softplus, most VAE code ReLU)
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "softplus": nn.Softplus,
+}
 
 
 class BatchNorm(nn.BatchNorm1d):
@@ -195,11 +199,11 @@ class ConvDecoder(nn.Module):
 class Classifier(nn.Module):
     """An MLP classifier of images or vectors: (..., *shape) -> logits (..., num_classes)."""
 
-    def __init__(self, image_shape, num_classes: int, hidden_dims=(256,)):
+    def __init__(self, image_shape, num_classes: int, hidden_dims=(256,), activation="relu"):
         super().__init__()
         self.x_dim = math.prod(image_shape)
         self.event_dim = len(image_shape)
-        self.net = MLP([self.x_dim, *hidden_dims, num_classes])
+        self.net = MLP([self.x_dim, *hidden_dims, num_classes], activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.reshape(x.shape[: x.dim() - self.event_dim] + (self.x_dim,)))

@@ -41,6 +41,7 @@ class TrainConfig(FrozenConfig):
     skip_nonfinite: bool = False  # skip a batch with a non-finite loss instead of stopping
     validate_every: int = 1  # epochs between validation bounds (0: never)
     adam_eps: float = 1e-8  # Adam's epsilon (torch's default; the IWAE paper uses 1e-4)
+    adam_beta1: float = 0.9  # Adam's first-moment decay (torch's default; Pyro's SS-VAE 0.95)
     # compute elbo / iwae / renyi without Pyro's traces where the model qualifies (same loss
     # and gradient; pyro_cvae.infer.lean); off: always the full Pyro path
     lean: bool = True
@@ -75,6 +76,13 @@ class TrainConfig(FrozenConfig):
         choice("device", self.device, DEVICES)
         positive_int("keep_checkpoints", self.keep_checkpoints)
         positive_number("adam_eps", self.adam_eps, "e.g. 1e-8 (torch) or 1e-4 (IWAE paper)")
+        if isinstance(self.adam_beta1, bool) or not (
+            isinstance(self.adam_beta1, (int, float)) and 0 <= self.adam_beta1 < 1
+        ):
+            raise ValueError(
+                f"adam_beta1 must be a number in [0, 1), got {self.adam_beta1!r}; e.g. 0.9 "
+                "(torch's default) or 0.95"
+            )
         if self.validate_every < 0:
             raise ValueError(f"validate_every must be >= 0, got {self.validate_every}")
         if self.objective in IMPORTANCE_WEIGHTED and (self.beta != 1.0 or self.warmup_epochs):

@@ -263,7 +263,9 @@ class _Run:
         self.family.setup(self.data, self.config)
         self.objective = self.family.objective(self.config, lean=lean)
         self.model_fn, self.guide_fn = self.family.fns(self.model)
-        self.optimizer = make_adam(self.model.parameters(), self.config.lr, self.config.adam_eps)
+        self.optimizer = make_adam(
+            self.model.parameters(), self.config.lr, self.config.adam_eps, self.config.adam_beta1
+        )
         self.data_spec = {"name": self.data.name, "binarize": self.data.binarize, **self.data.meta}
         world = self.parallel.world_size if self.parallel is not None else 1
         self.shard = self.parallel.shard() if self.parallel is not None else None

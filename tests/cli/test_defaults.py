@@ -144,15 +144,17 @@ def test_the_issue_example_trains_with_m2s_defaults(tmp_path):
 
 def test_a_flag_given_explicitly_wins(tmp_path):
     flags = ["--train-size", "200", "--semi-supervised", "--labels", "50", "--lr", "0.002",
-             "--batch-size", "64", "--seed", "3", "--hidden", "32", "--activation", "tanh"]  # fmt: skip
+             "--batch-size", "64", "--seed", "3", "--hidden", "32", "--activation", "tanh",
+             "--adam-beta1", "0.95"]  # fmt: skip
     cli = _cli(tmp_path / "cli", *flags)
     assert cli["train"]["lr"] == 0.002 and cli["train"]["batch_size"] == 64
+    assert cli["train"]["adam_beta1"] == 0.95
     assert cli["train"]["seed"] == cli["train"]["label_seed"] == 3  # --seed draws the labels too
     assert cli["model"]["hidden_dims"] == [32] and cli["model"]["activation"] == "tanh"
     data = pc.load_dataset("digits", train_size=200, seed=3)
     model = pc.M2(pc.ModelConfig.for_data(data, hidden_dims=(32,), activation="tanh"))
     config = pc.SemiSupervisedConfig(epochs=1, num_labels=50, lr=0.002, batch_size=64, seed=3,
-                                     label_seed=3)  # fmt: skip
+                                     label_seed=3, adam_beta1=0.95)  # fmt: skip
     assert _api(tmp_path / "api", model, data, config) == cli
 
 

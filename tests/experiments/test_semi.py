@@ -92,7 +92,8 @@ def test_beyond_m2_help(capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     for flag in ("--methods", "--particles", "--aux-dim", "--m1-latent-dim", "--tiny",
-                 "--render-only", "--max-minutes", "--m1-draws", "--m1-units"):  # fmt: skip
+                 "--render-only", "--max-minutes", "--m1-draws", "--m1-units", "--adam-beta1",
+                 "--activation"):  # fmt: skip
         assert flag in text
 
 
@@ -164,6 +165,35 @@ def test_beyond_m2_table_shows_the_papers_number_for_its_labels(tmp_path):
     text = (tmp_path / "b" / "semi_beyond_m2.md").read_text()
     assert "| ADGM | 100 | 3.71 | 3.60 | 10 | - | 0 | final |" in text
     assert "M1's z1" not in text  # M1+M2's settings only where it has a row
+
+
+def test_beyond_m2_records_the_optimiser_and_activation_it_ran(tmp_path):
+    # Pyro's SS-VAE tutorial recipe: softplus units, Adam beta1 0.95, a per-label class weight
+    out, runs = tmp_path / "res", tmp_path / "runs"
+    common = ["--tiny", "--quiet", "--methods", "m2", "--epochs", "1", "--class-weight", "46"]
+    plain = _load_beyond().main(common + ["--out", str(out / "plain"), "--run-dir", str(runs)])
+    recipe = _load_beyond().main(common + ["--out", str(out / "recipe"), "--adam-beta1", "0.95",
+                                           "--activation", "softplus",
+                                           "--run-dir", str(tmp_path / "runs_recipe")])  # fmt: skip
+    # defaults leave the budget as files written before the flags had it, so their rows stay
+    assert "adam_beta1" not in plain["budget"] and "activation" not in plain["budget"]
+    assert recipe["budget"]["adam_beta1"] == 0.95
+    assert recipe["budget"]["activation"] == "softplus"
+    text = (out / "recipe" / "semi_beyond_m2.md").read_text()
+    assert "hidden [16] (softplus)" in text and "(beta1 0.95)" in text
+    assert "hidden [16] (relu)" in (out / "plain" / "semi_beyond_m2.md").read_text()
+    assert plain["rows"][0]["curve"] != recipe["rows"][0]["curve"]
+    config = json.loads((tmp_path / "runs_recipe" / "digits-m2-50-seed0" / "config.json")
+                        .read_text())  # fmt: skip
+    assert config["train"]["adam_beta1"] == 0.95
+    assert config["model"]["activation"] == "softplus"
+
+
+@pytest.mark.parametrize("value", ["1", "-0.5", "x"])
+def test_beyond_m2_refuses_a_beta1_outside_the_unit_interval(capsys, value):
+    with pytest.raises(SystemExit):
+        _load_beyond().main(["--adam-beta1", value])
+    assert "argument --adam-beta1: expected a number in [0, 1)" in capsys.readouterr().err
 
 
 def test_beyond_m2_refuses_an_unknown_method(capsys):

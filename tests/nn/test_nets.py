@@ -51,7 +51,12 @@ def test_activation_is_one_argument():
         pc.ModelConfig(hidden_dims=(8,), latent_dims=(4, 2), activation="tanh")
     )
     assert "ReLU" not in {type(m).__name__ for m in layered.modules()}
-    with pytest.raises(ValueError, match="unknown activation 'gelu'; choose one of relu, tanh"):
+    softplus = pc.M2(pc.ModelConfig(image_shape=(1, 8, 8), num_classes=10, latent_dim=2,
+                                    hidden_dims=(8,), activation="softplus"))  # fmt: skip
+    kinds = {type(m).__name__ for m in softplus.modules()}
+    assert "Softplus" in kinds and "ReLU" not in kinds
+    with pytest.raises(ValueError, match="unknown activation 'gelu'; choose one of relu, tanh, "
+                       "softplus"):  # fmt: skip
         pc.ModelConfig(activation="gelu")
 
 
@@ -68,6 +73,26 @@ def test_adam_eps_reaches_the_optimizer(digits_small):
         torch.manual_seed(0)
         m = pc.CVAE(image_shape=(1, 8, 8), num_classes=10, latent_dim=2, hidden_dims=(8,))
         pc.fit(m, digits_small, epochs=1, batch_size=100, adam_eps=eps, progress=False)
+        runs.append(torch.cat([p.detach().flatten() for p in m.parameters()]))
+    assert not torch.equal(runs[0], runs[1])
+
+
+def test_adam_beta1_reaches_the_optimizer(digits_small):
+    from pyro_cvae.infer import make_adam
+
+    w = torch.nn.Parameter(torch.zeros(3))
+    assert make_adam([w], 1e-3).defaults["betas"] == (0.9, 0.999)  # torch's
+    assert make_adam([w], 1e-3, beta1=0.95).defaults["betas"] == (0.95, 0.999)
+    for bad in (1.0, -0.1, True, "0.9"):
+        with pytest.raises(ValueError, match=r"adam_beta1 must be a number in \[0, 1\)"):
+            pc.TrainConfig(adam_beta1=bad)
+    assert pc.TrainConfig(adam_beta1=0.0).adam_beta1 == 0.0  # plain RMSprop-like Adam is allowed
+    # the first moment's decay changes the steps after the first: the runs differ
+    runs = []
+    for beta1 in (0.9, 0.5):
+        torch.manual_seed(0)
+        m = pc.CVAE(image_shape=(1, 8, 8), num_classes=10, latent_dim=2, hidden_dims=(8,))
+        pc.fit(m, digits_small, epochs=1, batch_size=100, adam_beta1=beta1, progress=False)
         runs.append(torch.cat([p.detach().flatten() for p in m.parameters()]))
     assert not torch.equal(runs[0], runs[1])
 

@@ -70,17 +70,22 @@ def test_resume_refuses_another_configuration(digits_small, tmp_path):
 
 
 def test_resume_reads_a_checkpoint_written_before_config_fields_were_added(digits_small, tmp_path):
-    """A field added to the model config since (dropout, batch_norm) reads as its default."""
+    """A field added to a config since (the model's dropout, batch_norm; training's adam_beta1)
+    reads as its default."""
     pc.fit(_model(), digits_small, epochs=1, out=tmp_path, progress=False)
     path = list_checkpoints(tmp_path)[-1]
     ckpt = load_checkpoint(path)
     for name in ("dropout", "batch_norm"):
         del ckpt["model_config"][name]
+    del ckpt["train_config"]["adam_beta1"]
     save_checkpoint(path, ckpt)
     h = pc.fit(_model(), digits_small, epochs=2, out=tmp_path, resume=True, progress=False)
     assert len(h) == 2
     with pytest.raises(CheckpointError, match="dropout: 0.0 -> 0.1"):
         pc.fit(_model(dropout=0.1), digits_small, epochs=3, out=tmp_path, resume=True,
+               progress=False)  # fmt: skip
+    with pytest.raises(CheckpointError, match="adam_beta1: 0.9 -> 0.95"):
+        pc.fit(_model(), digits_small, epochs=3, out=tmp_path, resume=True, adam_beta1=0.95,
                progress=False)  # fmt: skip
 
 
