@@ -196,6 +196,18 @@ def test_beyond_m2_refuses_a_beta1_outside_the_unit_interval(capsys, value):
     assert "argument --adam-beta1: expected a number in [0, 1)" in capsys.readouterr().err
 
 
+def test_beyond_m2_compares_iw_m2_with_m2_at_the_same_epoch():
+    module = _load_beyond()
+    m2 = {"final": True, "curve": [30.0, 20.0, 12.0, 11.0]}
+    iw = {"final": False, "particles": 5, "curve": [25.0, 10.0]}  # still training at epoch 2
+    text = module._iw_against_m2(iw, m2, 10000)
+    assert "at epoch 2 (a row still training): 10.00% against 20.00%, at or below M2" in text
+    assert "mean test error of epochs 1 to 2: 17.50% against 25.00%" in text
+    done = module._iw_against_m2({**iw, "final": True, "curve": [25.0, 20.0, 15.0, 11.5]}, m2, 100)
+    assert "at epoch 4: 11.50% against 11.00%, above M2" in done and "still" not in done
+    assert "epochs 1 to 4: 17.88% against 18.25% (one test image is 1.00%)" in done
+
+
 def test_beyond_m2_refuses_an_unknown_method(capsys):
     with pytest.raises(SystemExit):
         _load_beyond().main(["--methods", "m3"])
